@@ -1,0 +1,145 @@
+"""The vocabulary every policy speaks: what it sees, what it is given, what it answers.
+
+A policy is a pair of pure functions (mutate and/or validate) over a `Review`. It never
+looks at its own mode: the engine turns a `Result` into a denial, a warning, an audit
+record or a patch in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policies.config import Config
+    from policies.request import AdmissionRequest
+    from policies.view import ClusterView
+
+
+class Mode(StrEnum):
+    """How strongly a policy acts; ordered from weakest to strictest."""
+
+    OFF = "off"
+    AUDIT = "audit"
+    WARN = "warn"
+    ENFORCE = "enforce"
+
+    @property
+    def strictness(self) -> int:
+        return _STRICTNESS[self]
+
+    def capped_by(self, cap: Mode) -> Mode:
+        """This mode, lowered to `cap` when the cap is weaker (a namespace's label)."""
+        return self if self.strictness <= cap.strictness else cap
+
+
+_STRICTNESS = {Mode.OFF: 0, Mode.AUDIT: 1, Mode.WARN: 2, Mode.ENFORCE: 3}
+
+
+class FailureMode(StrEnum):
+    """What happens when a policy cannot decide (it raised, or the cluster view lacks data)."""
+
+    OPEN = "open"  # allow, and say so
+    CLOSED = "closed"  # refuse: for operations that lose data
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A kind of request a policy sees, in the terms of a webhook rule."""
+
+    group: str
+    resource: str
+    operations: frozenset[str]
+    subresource: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a policy has to say.
+
+    `message` is the full sentence (object, rule, fix) used in denials and logs; `short` is
+    the one-line form (at most ~90 characters) used where space is tight: warnings and
+    audit annotations, which the engine prefixes with `[policy-id] would deny:` and the like.
+    """
+
+    message: str
+    short: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a policy answers. Empty means: nothing to say, allow."""
+
+    denials: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    changes: tuple[str, ...] = ()  # what a mutator did to its copy, e.g. `set spec.serviceName`
+    undecided: tuple[Finding, ...] = ()  # could not judge: the failure mode decides
+
+    @staticmethod
+    def allow() -> Result:
+        return _ALLOW
+
+    @staticmethod
+    def deny(message: str, *, short: str) -> Result:
+        return Result(denials=(Finding(message, short),))
+
+    @staticmethod
+    def warn(message: str, *, short: str | None = None) -> Result:
+        return Result(warnings=(Finding(message, short or message),))
+
+    @staticmethod
+    def changed(*changes: str) -> Result:
+        return Result(changes=changes)
+
+    @staticmethod
+    def cannot_decide(message: str, *, short: str | None = None) -> Result:
+        return Result(undecided=(Finding(message, short or message),))
+
+    def __add__(self, other: Result) -> Result:
+        return Result(
+            self.denials + other.denials,
+            self.warnings + other.warnings,
+            self.changes + other.changes,
+            self.undecided + other.undecided,
+        )
+
+
+_ALLOW = Result()
+
+
+@dataclass(slots=True)
+class Review:
+    """What a policy is given: the request, the object under review, the cluster, the config.
+
+    `object` is the request's object; for a mutator it is a private deep copy that the
+    policy edits in place (the engine diffs it into a JSON Patch).
+    """
+
+    request: AdmissionRequest
+    object: dict[str, Any] | None
+    view: ClusterView
+    config: Config
+
+    @property
+    def namespace(self) -> str:
+        return self.request.namespace
+
+
+PolicyFunc = Callable[[Review], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: str  # stable kebab-case: config key, message prefix, metric label
+    rationale: str  # one line: the failure it prevents
+    matches: tuple[Match, ...]
+    mutate: PolicyFunc | None = None
+    validate: PolicyFunc | None = None
+    default_mode: Mode = Mode.ENFORCE
+    default_failure_mode: FailureMode = FailureMode.OPEN
+
+    @property
+    def mutates(self) -> bool:
+        return self.mutate is not None

@@ -1,0 +1,115 @@
+"""The one configuration file: per-policy modes and failure modes, per-namespace overrides,
+break-glass identities and the server-id init image.
+
+Validated whole before anything uses it: an error names the offending key, and there is
+never a half-loaded policy set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from policies.base import FailureMode, Mode, Policy
+from policies.registry import POLICY_IDS
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _known_policy_ids(value: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(value) - set(POLICY_IDS))
+    if unknown:
+        raise ValueError(
+            f"unknown policy id {', '.join(unknown)} (known: {', '.join(POLICY_IDS)})"
+        )
+    return value
+
+
+class PolicySettings(_Section):
+    mode: Mode | None = None
+    failure_mode: FailureMode | None = None
+
+
+class NamespacePolicySettings(_Section):
+    mode: Mode
+
+
+class NamespaceSettings(_Section):
+    mode: Mode | None = Field(
+        default=None, description="caps every policy here; replaces the namespace label"
+    )
+    storage_class: str | None = Field(default=None, min_length=1)
+    policies: dict[str, NamespacePolicySettings] = Field(default_factory=dict)
+
+    _check_ids = field_validator("policies")(_known_policy_ids)
+
+
+class BreakGlass(_Section):
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+
+class ServerIdSettings(_Section):
+    image: str = Field(default="busybox:1.37", min_length=1)
+
+
+class Config(_Section):
+    policies: dict[str, PolicySettings] = Field(default_factory=dict)
+    namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
+    break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    server_id: ServerIdSettings = Field(default_factory=ServerIdSettings)
+
+    _check_ids = field_validator("policies")(_known_policy_ids)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "config") -> Config:
+        """Parse and validate a config file's text; raise ConfigError naming the key."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: must be a mapping, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"{source}: {problems}") from None
+
+    def policy_mode(self, policy: Policy) -> Mode:
+        settings = self.policies.get(policy.id)
+        return settings.mode if settings and settings.mode else policy.default_mode
+
+    def failure_mode(self, policy: Policy) -> FailureMode:
+        settings = self.policies.get(policy.id)
+        if settings and settings.failure_mode:
+            return settings.failure_mode
+        return policy.default_failure_mode
+
+    def storage_class_for(self, namespace: str) -> str | None:
+        settings = self.namespaces.get(namespace)
+        return settings.storage_class if settings else None
+
+    def is_break_glass(self, username: str, groups: list[str]) -> bool:
+        return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(
+            groups
+        )
+
+
+DEFAULT_CONFIG = Config()

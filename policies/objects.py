@@ -1,0 +1,100 @@
+"""Small readers for Kubernetes objects held as plain dicts (as the API server sends them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+
+KUBE_CONTROLLER_MANAGER = "system:kube-controller-manager"
+# Controllers of kube-controller-manager that create or delete pods and claims when it runs
+# with --use-service-account-credentials (the default in kubeadm and most distributions).
+KUBE_CONTROLLER_ACCOUNTS = frozenset(
+    f"system:serviceaccount:kube-system:{name}"
+    for name in (
+        "pod-garbage-collector",
+        "node-controller",
+        "statefulset-controller",
+        "namespace-controller",
+        "generic-garbage-collector",
+        "persistent-volume-binder",
+        "taint-eviction-controller",
+    )
+)
+
+
+def is_kubernetes_controller(username: str) -> bool:
+    """Whether the user is one of Kubernetes' own controllers, which we never get in the way of."""
+    return username == KUBE_CONTROLLER_MANAGER or username in KUBE_CONTROLLER_ACCOUNTS
+
+
+def metadata(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    meta = (obj or {}).get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def spec(obj: Mapping[str, Any] | None) -> Obj:
+    value = (obj or {}).get("spec")
+    return value if isinstance(value, dict) else {}
+
+
+def labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    value = metadata(obj).get("labels")
+    return value if isinstance(value, Mapping) else {}
+
+
+def annotations(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    value = metadata(obj).get("annotations")
+    return value if isinstance(value, Mapping) else {}
+
+
+def name_of(obj: Mapping[str, Any] | None) -> str:
+    value = metadata(obj).get("name")
+    return value if isinstance(value, str) else ""
+
+
+def ref(kind: str, namespace: str, name: str) -> str:
+    """How messages name an object: `pod db/mysql-1`, `StorageClass fast`."""
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def controller_of(obj: Mapping[str, Any] | None, kind: str, group: str = "apps") -> str | None:
+    """The name of the controller owner of the given kind, if the object has one."""
+    owners = metadata(obj).get("ownerReferences")
+    if not isinstance(owners, list):
+        return None
+    for owner in owners:
+        if (
+            isinstance(owner, Mapping)
+            and owner.get("controller") is True
+            and owner.get("kind") == kind
+            and str(owner.get("apiVersion", "")).split("/")[0] == group
+        ):
+            name = owner.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def claim_templates(stateful_set: Mapping[str, Any] | None) -> list[Obj]:
+    """The set's volumeClaimTemplates that are objects (anything else is not ours to judge)."""
+    templates = spec(stateful_set).get("volumeClaimTemplates")
+    if not isinstance(templates, list):
+        return []
+    return [t for t in templates if isinstance(t, dict)]
+
+
+def pod_template_labels(stateful_set: Mapping[str, Any] | None) -> Mapping[str, str]:
+    template = spec(stateful_set).get("template")
+    return labels(template if isinstance(template, Mapping) else None)
+
+
+def claim_names_of_pod(pod: Mapping[str, Any] | None) -> list[str]:
+    """The claims a pod mounts through `persistentVolumeClaim` volumes."""
+    volumes = spec(pod).get("volumes")
+    names: list[str] = []
+    for volume in volumes if isinstance(volumes, list) else []:
+        source = volume.get("persistentVolumeClaim") if isinstance(volume, Mapping) else None
+        if isinstance(source, Mapping) and isinstance(source.get("claimName"), str):
+            names.append(source["claimName"])
+    return names

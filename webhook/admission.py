@@ -1,0 +1,158 @@
+"""The AdmissionReview wire format (admission.k8s.io/v1): parse a call, build its answer.
+
+Two error channels (as in controller-runtime): a call we cannot read is a `ReviewError`
+that the server turns into an HTTP 4xx; a request we refuse is a well-formed response with
+`allowed: false`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from policies.request import AdmissionRequest
+from webhook.engine import Outcome
+from webhook.patch import Op
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+
+
+class ReviewError(ValueError):
+    """A call that is not a usable AdmissionReview; `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+class AdmissionReview(_Wire):
+    api_version: Literal["admission.k8s.io/v1"]
+    kind: Literal["AdmissionReview"]
+    request: AdmissionRequest
+
+
+class Status(_Wire):
+    code: int
+    message: str
+    reason: str | None = None
+
+
+class AdmissionResponse(_Wire):
+    uid: str
+    allowed: bool
+    status: Status | None = None
+    patch: str | None = None  # base64 of an RFC 6902 JSON Patch
+    patch_type: Literal["JSONPatch"] | None = None
+    warnings: list[str] | None = None
+    audit_annotations: dict[str, str] | None = None
+
+    @classmethod
+    def allow(
+        cls,
+        uid: str,
+        *,
+        warnings: list[str] | None = None,
+        audit_annotations: dict[str, str] | None = None,
+    ) -> AdmissionResponse:
+        return cls(
+            uid=uid,
+            allowed=True,
+            warnings=warnings or None,
+            audit_annotations=audit_annotations or None,
+        )
+
+    @classmethod
+    def deny(
+        cls,
+        uid: str,
+        message: str,
+        *,
+        code: int = 403,
+        warnings: list[str] | None = None,
+        audit_annotations: dict[str, str] | None = None,
+    ) -> AdmissionResponse:
+        return cls(
+            uid=uid,
+            allowed=False,
+            status=Status(code=code, message=message, reason="Forbidden" if code == 403 else None),
+            warnings=warnings or None,
+            audit_annotations=audit_annotations or None,
+        )
+
+    @classmethod
+    def patched(
+        cls,
+        uid: str,
+        ops: list[Op],
+        *,
+        warnings: list[str] | None = None,
+        audit_annotations: dict[str, str] | None = None,
+    ) -> AdmissionResponse:
+        return cls(
+            uid=uid,
+            allowed=True,
+            patch=base64.b64encode(orjson.dumps(ops)).decode() if ops else None,
+            patch_type="JSONPatch" if ops else None,
+            warnings=warnings or None,
+            audit_annotations=audit_annotations or None,
+        )
+
+    @classmethod
+    def from_outcome(cls, uid: str, outcome: Outcome) -> AdmissionResponse:
+        extra: dict[str, Any] = {
+            "warnings": outcome.warnings,
+            "audit_annotations": outcome.audit_annotations,
+        }
+        if not outcome.allowed:
+            return cls.deny(uid, outcome.message, **extra)
+        return cls.patched(uid, outcome.patch, **extra)
+
+
+def parse_review(body: bytes) -> AdmissionReview:
+    """Read an AdmissionReview call; raise ReviewError naming what is wrong."""
+    if not body:
+        raise ReviewError("empty body: expected an AdmissionReview (admission.k8s.io/v1)")
+    try:
+        return AdmissionReview.model_validate_json(body)
+    except ValidationError as exc:
+        raise ReviewError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "json_invalid":
+            return f"body is not valid JSON: {err['msg']}"
+        if err["type"] == "model_type" and not where:
+            return "body must be a JSON object (an AdmissionReview)"
+        if where == "apiVersion" and err["type"] == "literal_error":
+            problems.append(f"apiVersion must be {API_VERSION}, got {err.get('input')!r}")
+        elif where == "kind" and err["type"] == "literal_error":
+            problems.append(f"kind must be {KIND}, got {err.get('input')!r}")
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    return "invalid AdmissionReview: " + "; ".join(problems)
+
+
+def encode_response(response: AdmissionResponse) -> bytes:
+    """The AdmissionReview that answers a call, as JSON bytes."""
+    return orjson.dumps(
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "response": response.model_dump(by_alias=True, exclude_none=True),
+        }
+    )

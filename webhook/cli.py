@@ -1,0 +1,154 @@
+"""The `stateful-guard` command: serve the webhook, make certificates."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from certs import files as cert_files
+from certs.reload import ReloadingContext
+from policies.config import Config, ConfigError
+from webhook import logs
+from webhook.engine import Engine
+from webhook.manifests import ManifestError, load
+from webhook.metrics import Metrics
+from webhook.server import ServerState, make_app
+from webhook.view import MemoryView
+
+log = logging.getLogger("stateful_guard.cli")
+
+DEFAULT_CERT_DIR = Path(".stateful-guard/certs")
+DEFAULT_SERVICE = "stateful-guard"
+DEFAULT_NAMESPACE = os.environ.get("POD_NAMESPACE", "stateful-guard")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8443"
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return Config.from_yaml(text, source=str(path))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.objects:
+        view = MemoryView(m.object for m in load(args.objects))
+        log.info("cluster view from manifests", extra={"objects": len(view)})
+    else:
+        view = MemoryView.empty()
+        log.warning(
+            "no cluster view: running without a cluster; policies that need cluster objects "
+            "let their failure mode decide (pass --objects FILE to give them some)"
+        )
+    certs, made = cert_files.ensure(
+        args.cert_dir, service=args.service, namespace=args.namespace
+    )
+    if made:
+        log.info(
+            "made a local CA and serving certificate",
+            extra={"ca": str(certs.ca_cert), "cert": str(certs.cert)},
+        )
+    tls = ReloadingContext(certs.cert, certs.key, args.client_ca)
+    state = ServerState(
+        engine=Engine(view, config),
+        metrics=Metrics(),
+        tls=tls,
+        cert_reload_interval=args.cert_reload_interval,
+    )
+    state.metrics.cert_reloads.set_function(lambda: tls.reloads)
+    host, port = args.listen
+    log.info("serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)})
+    web.run_app(
+        make_app(state),
+        host=host,
+        port=port,
+        ssl_context=tls.context,
+        access_log=None,
+        shutdown_timeout=args.shutdown_timeout,
+        print=None,
+    )
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    files = cert_files.issue(
+        args.out,
+        service=args.service,
+        namespace=args.namespace,
+        dns_names=args.dns,
+        ips=args.ip,
+        days=args.days,
+    )
+    for path in (files.ca_cert, files.cert, files.key):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stateful-guard",
+        description="Admission webhook and policy service for stateful Kubernetes workloads.",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the TLS admission webhook")
+    serve.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8443),
+                       metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8443)")
+    serve.add_argument("--cert-dir", type=Path, default=DEFAULT_CERT_DIR,
+                       help="tls.crt/tls.key; made here with a local CA when missing "
+                       f"(default {DEFAULT_CERT_DIR})")
+    serve.add_argument("--config", type=Path, help="policy configuration file (YAML)")
+    serve.add_argument("--objects", action="append", metavar="PATH",
+                       help="manifests to use as the cluster view (file, directory or -)")
+    serve.add_argument("--client-ca", type=Path,
+                       help="require API server client certificates signed by this CA")
+    serve.add_argument("--service", default=DEFAULT_SERVICE,
+                       help="Service name for the certificate's SANs")
+    serve.add_argument("--namespace", default=DEFAULT_NAMESPACE,
+                       help="namespace for the certificate's SANs")
+    serve.add_argument("--cert-reload-interval", type=float, default=5.0, metavar="SECONDS")
+    serve.add_argument("--shutdown-timeout", type=float, default=20.0, metavar="SECONDS",
+                       help="how long in-flight requests may finish after SIGTERM")
+    serve.set_defaults(func=_serve)
+
+    certs = commands.add_parser("certs", help="make a CA and a serving certificate")
+    certs.add_argument("--out", type=Path, required=True, help="directory to write into")
+    certs.add_argument("--service", default=DEFAULT_SERVICE)
+    certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    certs.add_argument("--dns", action="append", default=[], help="extra DNS SAN")
+    certs.add_argument("--ip", action="append", default=[], help="extra IP SAN")
+    certs.add_argument("--days", type=int, default=365, help="serving certificate validity")
+    certs.set_defaults(func=_certs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        result: int = args.func(args)
+    except (ConfigError, ManifestError) as exc:
+        print(f"stateful-guard: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

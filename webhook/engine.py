@@ -1,0 +1,261 @@
+"""The engine: runs the policies that match a request and applies modes in one place.
+
+Every path that judges objects comes through here: the webhook's /mutate and /validate,
+the offline and live audits, the tests. A policy returns a `Result`; `_Verdicts.apply` turns
+it into a denial, a warning, an audit annotation or an adopted mutation according to the
+policy's effective mode, and nothing else looks at modes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from policies.base import FailureMode, Finding, Mode, Policy, PolicyFunc, Result, Review
+from policies.config import Config
+from policies.registry import POLICIES
+from policies.request import AdmissionRequest
+from policies.view import ClusterView
+from webhook.patch import Op, diff
+
+log = logging.getLogger("stateful_guard.engine")
+
+MODE_LABEL = "stateful-guard.io/mode"
+WARNING_LIMIT = 120  # the API server drops longer warnings' tails; keep each one line
+WARNINGS_TOTAL_LIMIT = 4000  # past 4096 runes in all the API server truncates them
+AUDIT_VALUE_LIMIT = 1000
+
+Phase = Literal["mutate", "validate"]
+Decision = Literal["allow", "deny", "patch", "warn", "audit", "error"]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
+    """Text as a single line of at most `limit` characters (no control characters)."""
+    text = _CONTROL.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one policy decided for one request, after its mode: for logs and metrics."""
+
+    policy: str
+    mode: Mode
+    decision: Decision
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The engine's answer for one request, ready for the wire or an audit report."""
+
+    allowed: bool = True
+    message: str = ""
+    patch: list[Op] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    audit_annotations: dict[str, str] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    object: dict[str, Any] | None = None  # the object after enforced mutations
+
+    @property
+    def denials(self) -> list[str]:
+        return [m for v in self.verdicts if v.decision == "deny" for m in v.messages]
+
+
+class _Verdicts:
+    """Collects results, turning each into its mode's effect (the one place modes apply)."""
+
+    def __init__(self, request: AdmissionRequest) -> None:
+        self.request = request
+        self.outcome = Outcome()
+        self._warning_chars = 0
+        self._dropped_warnings = 0
+
+    def apply(self, policy: Policy, mode: Mode, failure: FailureMode, result: Result) -> None:
+        denials = list(result.denials)
+        warnings = list(result.warnings)
+        errors = [_undecided(policy, failure, f) for f in result.undecided]
+        (denials if failure is FailureMode.CLOSED else warnings).extend(errors)
+
+        pid = policy.id
+        messages: list[str] = []
+        if mode is Mode.ENFORCE:
+            messages = [f"[{pid}] {d.message}" for d in denials]
+            for w in warnings:
+                self._warn(f"[{pid}] {w.short}")
+            decision: Decision = "deny" if denials else "patch" if result.changes else "allow"
+        elif mode is Mode.WARN:
+            lines = [f"[{pid}] would deny: {d.short}" for d in denials]
+            lines += [f"[{pid}] {w.short}" for w in warnings]
+            lines += [f"[{pid}] would {c}" for c in result.changes]
+            for line in lines:
+                self._warn(line)
+            messages = lines
+            decision = "warn" if lines else "allow"
+        else:  # audit
+            lines = [f"would deny: {d.short}" for d in denials]
+            lines += [w.short for w in warnings]
+            lines += [f"would {c}" for c in result.changes]
+            if lines:
+                self._audit(pid, lines)
+            messages = lines
+            decision = "audit" if lines else "allow"
+        if errors and decision == "allow":
+            decision = "error"
+        if decision == "patch":
+            messages = list(result.changes)
+        self.outcome.verdicts.append(Verdict(pid, mode, decision, tuple(messages)))
+
+    def _warn(self, line: str) -> None:
+        line = one_line(line)
+        if self._warning_chars + len(line) > WARNINGS_TOTAL_LIMIT:
+            self._dropped_warnings += 1
+            return
+        self._warning_chars += len(line)
+        self.outcome.warnings.append(line)
+
+    def _audit(self, policy_id: str, lines: list[str]) -> None:
+        # The API server prefixes the key with "<webhook name>/"; a policy id is a valid name.
+        self.outcome.audit_annotations[policy_id] = one_line("; ".join(lines), AUDIT_VALUE_LIMIT)
+
+    def finish(self) -> Outcome:
+        outcome = self.outcome
+        if self._dropped_warnings:
+            outcome.warnings.append(
+                f"[stateful-guard] {self._dropped_warnings} more warnings omitted; see the logs"
+            )
+        denials = outcome.denials
+        if denials:
+            outcome.allowed = False
+            outcome.message = " ".join(denials)
+        return outcome
+
+
+def _undecided(policy: Policy, failure: FailureMode, finding: Finding) -> Finding:
+    if failure is FailureMode.CLOSED:
+        fix = f"refused because failureMode is closed (policies.{policy.id}.failureMode)"
+        short_fix = "refused (failureMode closed)"
+    else:
+        fix = "allowed because failureMode is open"
+        short_fix = "allowed (failureMode open)"
+    return Finding(f"{finding.message}; {fix}.", f"{finding.short}; {short_fix}")
+
+
+class Engine:
+    """Runs policies over admission requests. Thread-safe and stateless between requests."""
+
+    def __init__(
+        self,
+        view: ClusterView,
+        config: Config | None = None,
+        policies: Iterable[Policy] = POLICIES,
+    ) -> None:
+        self.view = view
+        self.config = config or Config()
+        self.policies = tuple(policies)
+        self._index: dict[tuple[Phase, str, str, str, str], tuple[Policy, ...]] = {}
+        for phase in ("mutate", "validate"):
+            for policy in self.policies:
+                if getattr(policy, phase) is None:
+                    continue
+                for match in policy.matches:
+                    for op in match.operations:
+                        key = (phase, match.group, match.resource, match.subresource, op)
+                        self._index[key] = (*self._index.get(key, ()), policy)
+
+    def policies_for(self, phase: Phase, request: AdmissionRequest) -> tuple[Policy, ...]:
+        resource = request.resource
+        key = (phase, resource.group, resource.resource, request.sub_resource, request.operation)
+        return self._index.get(key, ())
+
+    def mode_for(self, policy: Policy, namespace: str) -> Mode:
+        """The policy's effective mode in a namespace: config override, else capped by label."""
+        settings = self.config.namespaces.get(namespace)
+        if settings and policy.id in settings.policies:
+            return settings.policies[policy.id].mode
+        cap = settings.mode if settings and settings.mode else None
+        if cap is None and namespace:
+            cap = _label_mode(self.view.namespace_labels(namespace))
+        mode = self.config.policy_mode(policy)
+        return mode.capped_by(cap) if cap else mode
+
+    def mutate(self, request: AdmissionRequest) -> Outcome:
+        """Run the mutators in order on one copy each; adopt enforced edits; diff once."""
+        verdicts = _Verdicts(request)
+        original = request.object
+        current = original
+        for policy in self.policies_for("mutate", request):
+            mode = self.mode_for(policy, request.namespace)
+            if mode is Mode.OFF:
+                continue
+            work = copy.deepcopy(current)
+            result = self._run(policy, policy.mutate, request, work)
+            if mode is Mode.ENFORCE and not result.denials and not result.undecided:
+                current = work
+            verdicts.apply(policy, mode, self.config.failure_mode(policy), result)
+        outcome = verdicts.finish()
+        outcome.object = current
+        if outcome.allowed and original is not None and current is not original:
+            outcome.patch = diff(original, current)
+        return outcome
+
+    def validate(self, request: AdmissionRequest) -> Outcome:
+        verdicts = _Verdicts(request)
+        for policy in self.policies_for("validate", request):
+            mode = self.mode_for(policy, request.namespace)
+            if mode is Mode.OFF:
+                continue
+            result = self._run(policy, policy.validate, request, request.object)
+            verdicts.apply(policy, mode, self.config.failure_mode(policy), result)
+        outcome = verdicts.finish()
+        outcome.object = request.object
+        return outcome
+
+    def admit(self, request: AdmissionRequest) -> Outcome:
+        """Both phases as the API server runs them: mutate, then validate the mutated object."""
+        mutated = self.mutate(request)
+        if not mutated.allowed:
+            return mutated
+        if mutated.object is not request.object:
+            request = request.model_copy(update={"object": mutated.object})
+        validated = self.validate(request)
+        validated.patch = mutated.patch
+        validated.warnings[:0] = mutated.warnings
+        validated.audit_annotations = {**mutated.audit_annotations, **validated.audit_annotations}
+        validated.verdicts[:0] = mutated.verdicts
+        return validated
+
+    def _run(
+        self,
+        policy: Policy,
+        func: PolicyFunc | None,
+        request: AdmissionRequest,
+        obj: dict[str, Any] | None,
+    ) -> Result:
+        assert func is not None
+        try:
+            return func(Review(request, obj, self.view, self.config))
+        except Exception as exc:
+            # A bug or an object shape we did not foresee: logged with the uid, then decided
+            # by the policy's failure mode like any other undecidable request.
+            log.exception(
+                "policy raised",
+                extra={"policy": policy.id, "uid": request.uid, "error": repr(exc)},
+            )
+            return Result.cannot_decide(
+                f"{policy.id} could not evaluate {request.kind.kind} "
+                f"{request.namespace}/{request.object_name} ({type(exc).__name__})",
+            )
+
+
+def _label_mode(labels: Mapping[str, str]) -> Mode | None:
+    value = labels.get(MODE_LABEL)
+    try:
+        return Mode(value) if value else None
+    except ValueError:
+        return None  # a typo in the label does not weaken enforcement

@@ -1,0 +1,63 @@
+"""Diff two JSON documents into a short, readable RFC 6902 patch.
+
+Mutators edit a copy; this turns the difference into the patch the API server applies
+(with evanphx/json-patch). Lists get one `add` for an inserted or appended element rather
+than a cascade of index shuffles; anything else that changed is replaced whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Op = dict[str, Any]
+
+
+def _escape(token: str | int) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def diff(old: Any, new: Any, path: str = "") -> list[Op]:
+    """The operations that turn `old` into `new` (empty when they are equal)."""
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return _diff_dicts(old, new, path)
+    if isinstance(old, list) and isinstance(new, list):
+        return _diff_lists(old, new, path)
+    return [{"op": "replace", "path": path, "value": new}]
+
+
+def _diff_dicts(old: dict[str, Any], new: dict[str, Any], path: str) -> list[Op]:
+    ops: list[Op] = []
+    for key, value in old.items():
+        child = f"{path}/{_escape(key)}"
+        if key not in new:
+            ops.append({"op": "remove", "path": child})
+        else:
+            ops.extend(diff(value, new[key], child))
+    ops.extend(
+        {"op": "add", "path": f"{path}/{_escape(key)}", "value": value}
+        for key, value in new.items()
+        if key not in old
+    )
+    return ops
+
+
+def _diff_lists(old: list[Any], new: list[Any], path: str) -> list[Op]:
+    if len(new) == len(old):
+        ops: list[Op] = []
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            ops.extend(diff(a, b, f"{path}/{index}"))
+        return ops
+    if len(new) > len(old):
+        # Elements inserted in one run (at the front, middle or end): one add each.
+        prefix = 0
+        while prefix < len(old) and old[prefix] == new[prefix]:
+            prefix += 1
+        added = len(new) - len(old)
+        if old[prefix:] == new[prefix + added :]:
+            return [
+                {"op": "add", "path": f"{path}/{prefix + i}", "value": new[prefix + i]}
+                for i in range(added)
+            ]
+    return [{"op": "replace", "path": path, "value": new}]

@@ -1,0 +1,167 @@
+"""The HTTPS server: thin views over the engine, in the shape of aiohttp-demos.
+
+`POST /mutate` and `POST /validate` answer AdmissionReviews; `GET /healthz`, `/readyz` and
+`/metrics` serve probes and Prometheus. Calls we cannot read get a 4xx JSON error; nothing
+answers a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+from aiohttp import web
+
+from certs.reload import ReloadingContext
+from webhook.admission import AdmissionResponse, ReviewError, encode_response, parse_review
+from webhook.engine import Engine, Outcome
+from webhook.metrics import Metrics
+
+log = logging.getLogger("stateful_guard.server")
+
+# An AdmissionReview can carry an object and an oldObject of ~1.5 MiB each; controller-runtime
+# allows 7 MiB, and so do we (aiohttp's default is 1 MiB).
+MAX_BODY = 7 * 1024 * 1024
+JSON = "application/json"
+
+Endpoint = Literal["mutate", "validate"]
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    metrics: Metrics
+    ready: Callable[[], bool] = lambda: True
+    tls: ReloadingContext | None = None
+    cert_reload_interval: float = 5.0
+
+
+STATE = web.AppKey("state", ServerState)
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": message, "status": status}),
+        content_type=JSON,
+    )
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error a client sees is JSON naming the problem; never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, f"body larger than {MAX_BODY} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return json_error(500, "internal error; see the webhook's logs")
+
+
+async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    outcome: Outcome | None = None
+    try:
+        if request.content_type != JSON:
+            response = json_error(415, f"content type must be {JSON}, got {request.content_type}")
+        elif request.content_length is not None and request.content_length > MAX_BODY:
+            response = json_error(413, f"body larger than {MAX_BODY} bytes")
+        else:
+            try:
+                review = parse_review(await request.read())
+            except ReviewError as exc:
+                response = json_error(exc.status, exc.message)
+            else:
+                admission = review.request
+                engine = state.engine
+                outcome = engine.mutate(admission) if endpoint == "mutate" else engine.validate(
+                    admission
+                )
+                _log_outcome(endpoint, admission.uid, outcome)
+                answer = AdmissionResponse.from_outcome(admission.uid, outcome)
+                response = web.Response(body=encode_response(answer), content_type=JSON)
+    except web.HTTPRequestEntityTooLarge:
+        response = json_error(413, f"body larger than {MAX_BODY} bytes")
+    state.metrics.record(endpoint, response.status, time.perf_counter() - started, outcome)
+    return response
+
+
+def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
+    for verdict in outcome.verdicts:
+        if verdict.decision in ("deny", "warn", "audit", "error"):
+            log.info(
+                "policy decision",
+                extra={
+                    "endpoint": endpoint,
+                    "uid": uid,
+                    "policy": verdict.policy,
+                    "mode": verdict.mode.value,
+                    "decision": verdict.decision,
+                    "messages": list(verdict.messages),
+                },
+            )
+
+
+async def mutate(request: web.Request) -> web.Response:
+    return await _review(request, "mutate")
+
+
+async def validate(request: web.Request) -> web.Response:
+    return await _review(request, "validate")
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[STATE].ready():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "waiting for the cluster view"}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[STATE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/mutate", mutate)
+    app.router.add_post("/validate", validate)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def _watch_certificates(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    task = None
+    if state.tls is not None:
+        task = asyncio.create_task(state.tls.watch(state.cert_reload_interval))
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def make_app(state: ServerState) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_as_json])
+    app[STATE] = state
+    setup_routes(app)
+    app.cleanup_ctx.append(_watch_certificates)
+    return app

@@ -1,0 +1,65 @@
+"""Cluster views the webhook can serve policies from.
+
+`MemoryView` holds objects loaded from manifests (`--objects`, audits, tests). With no
+objects at all the view is empty and knows nothing, so policies that need the cluster let
+their failure mode decide instead of treating "absent" as fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from policies.view import KINDS, NAMESPACE, STORAGE_CLASS, choose_default_storage_class
+
+_Key = tuple[str, str]  # (namespace, name)
+
+
+class MemoryView:
+    """An in-memory, read-only cluster view of the kinds policies read."""
+
+    def __init__(self, objects: Iterable[Mapping[str, Any]] = (), *, complete: bool = True):
+        self._objects: dict[str, dict[_Key, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
+        for obj in objects:
+            kind = obj.get("kind")
+            if kind in self._objects:
+                meta = obj.get("metadata") or {}
+                key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                self._objects[kind][key] = obj
+        # Manifests describe the cluster whole: what they lack, the cluster lacks.
+        self._complete = complete
+        self._default_class = choose_default_storage_class(
+            self._objects[STORAGE_CLASS].values()
+        )
+
+    @classmethod
+    def empty(cls) -> MemoryView:
+        """A view that knows nothing (no cluster and no manifests)."""
+        return cls((), complete=False)
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    def has(self, kind: str) -> bool:
+        return self._complete and kind in self._objects
+
+    def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._objects.get(kind, {}).get((namespace, name))
+
+    def list(self, kind: str, namespace: str | None = None) -> Iterable[Mapping[str, Any]]:
+        objects = self._objects.get(kind, {})
+        if namespace is None:
+            return list(objects.values())
+        return [obj for (ns, _), obj in objects.items() if ns == namespace]
+
+    def default_storage_class(self) -> Mapping[str, Any] | None:
+        return self._default_class
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        obj = self._objects[NAMESPACE].get(("", namespace))
+        labels = (obj or {}).get("metadata", {}).get("labels")
+        return labels if isinstance(labels, Mapping) else {}
+
+    def __len__(self) -> int:
+        return sum(len(objects) for objects in self._objects.values())
