@@ -41,7 +41,7 @@ class KeyPair:
     def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> KeyPair:
         key = serialization.load_pem_private_key(key_pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("expected an ECDSA private key")
+            raise TypeError("expected an ECDSA private key")
         return cls(x509.load_pem_x509_certificate(cert_pem), key)
 
 

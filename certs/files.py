@@ -82,7 +82,9 @@ def issue(
     ca = load_or_make_ca(files)
     names = [*service_dns_names(service, namespace), "localhost", *(dns_names or [])]
     addresses = ["127.0.0.1", "::1", *(ips or [])]
-    write_pair(files.cert, files.key, make_serving_cert(ca, dns_names=names, ips=addresses, days=days))
+    write_pair(
+        files.cert, files.key, make_serving_cert(ca, dns_names=names, ips=addresses, days=days)
+    )
     return files
 
 

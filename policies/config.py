@@ -30,9 +30,7 @@ class _Section(BaseModel):
 def _known_policy_ids(value: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(value) - set(POLICY_IDS))
     if unknown:
-        raise ValueError(
-            f"unknown policy id {', '.join(unknown)} (known: {', '.join(POLICY_IDS)})"
-        )
+        raise ValueError(f"unknown policy id {', '.join(unknown)} (known: {', '.join(POLICY_IDS)})")
     return value
 
 
@@ -107,9 +105,7 @@ class Config(_Section):
         return settings.storage_class if settings else None
 
     def is_break_glass(self, username: str, groups: list[str]) -> bool:
-        return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(
-            groups
-        )
+        return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(groups)
 
 
 DEFAULT_CONFIG = Config()

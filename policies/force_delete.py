@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from policies.base import FailureMode, Match, Policy, Result, Review
 from policies.objects import (
-    annotations,
+    annotations_of,
     claim_names_of_pod,
     controller_of,
     is_kubernetes_controller,
@@ -56,7 +56,7 @@ def validate(review: Review) -> Result:
         return Result.allow()
     if review.config.is_break_glass(user.username, user.groups):
         return Result.allow()
-    if str(annotations(pod).get(ALLOW_ANNOTATION, "")).strip():
+    if str(annotations_of(pod).get(ALLOW_ANNOTATION, "")).strip():
         return Result.allow()
 
     pod_name = request.object_name

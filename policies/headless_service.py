@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import name_of, pod_template_labels, ref, spec
+from policies.objects import metadata, name_of, pod_template_labels, ref, spec
 from policies.view import SERVICE
 
 CREATE = frozenset({"CREATE"})
@@ -29,9 +29,12 @@ def mutate(review: Review) -> Result:
         return Result.allow()
     name = name_of(review.object)
     if not name:
+        prefix = metadata(review.object).get("generateName", "")
+        owner = ref("StatefulSet", review.namespace, f"{prefix}*")
         return Result.warn(
-            "StatefulSet with generateName has no name to give its Service; set "
-            "spec.serviceName to a headless Service",
+            f"{owner}: a generated name cannot name its Service; set spec.serviceName to a "
+            "headless Service",
+            short=f"{owner}: a generated name cannot name its Service; set spec.serviceName",
         )
     review.object.setdefault("spec", set_spec)["serviceName"] = name
     return Result.changed(f"set spec.serviceName to {name}")

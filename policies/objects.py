@@ -44,7 +44,7 @@ def labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     return value if isinstance(value, Mapping) else {}
 
 
-def annotations(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     value = metadata(obj).get("annotations")
     return value if isinstance(value, Mapping) else {}
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import annotations, claim_templates, is_kubernetes_controller, name_of, ref
+from policies.objects import annotations_of, claim_templates, is_kubernetes_controller, name_of, ref
 from policies.view import STORAGE_CLASS
 
 BETA_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
@@ -57,7 +57,7 @@ def mutate(review: Review) -> Result:
         claim_spec = claim.setdefault("spec", {})
         if not isinstance(claim_spec, dict):
             continue
-        if "storageClassName" in claim_spec or BETA_ANNOTATION in annotations(claim):
+        if "storageClassName" in claim_spec or BETA_ANNOTATION in annotations_of(claim):
             continue
         claim_spec["storageClassName"] = target
         changes.append(f"set storageClassName of {what} to {target}")
@@ -67,7 +67,7 @@ def mutate(review: Review) -> Result:
 def _class_of(claim: dict[str, Any]) -> str | None:
     value = (claim.get("spec") or {}).get("storageClassName")
     if value is None:
-        value = annotations(claim).get(BETA_ANNOTATION)
+        value = annotations_of(claim).get(BETA_ANNOTATION)
     return value if isinstance(value, str) else None
 
 
@@ -85,6 +85,7 @@ def validate(review: Review) -> Result:
             result += Result.cannot_decide(
                 f"{owner}: cannot check StorageClass {name}, the cluster view has no "
                 "StorageClasses",
+                short=f"{owner}: cannot check class {name}: view has no StorageClasses",
             )
             continue
         storage_class = review.view.get(STORAGE_CLASS, "", name)
@@ -100,12 +101,16 @@ def validate(review: Review) -> Result:
             continue  # the set's controller creating its claims: the set was warned already
         if storage_class.get("reclaimPolicy", "Delete") == "Delete":
             result += Result.warn(
-                f"{owner}: class {name} deletes released volumes (reclaimPolicy Delete); "
-                "use a Retain class",
+                f"{owner}: StorageClass {name} has reclaimPolicy Delete, so a volume is "
+                "destroyed with its claim; databases want a Retain class.",
+                short=f"{owner}: class {name} deletes volumes with their claims; use a Retain "
+                "class",
             )
         if storage_class.get("allowVolumeExpansion") is not True:
             result += Result.warn(
-                f"{owner}: class {name} cannot expand volumes; use one with "
+                f"{owner}: StorageClass {name} does not allow volume expansion, so a full "
+                "disk means a migration; choose a class with allowVolumeExpansion: true.",
+                short=f"{owner}: class {name} cannot expand volumes; use one with "
                 "allowVolumeExpansion",
             )
     return result

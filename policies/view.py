@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from policies.objects import annotations, metadata, name_of
+from policies.objects import annotations_of, metadata, name_of
 
 SERVICE = "Service"
 STORAGE_CLASS = "StorageClass"
@@ -18,6 +18,7 @@ CLAIM = "PersistentVolumeClaim"
 NAMESPACE = "Namespace"
 
 KINDS = (SERVICE, STORAGE_CLASS, STATEFUL_SET, CLAIM, NAMESPACE)
+CLUSTER_SCOPED = frozenset({STORAGE_CLASS, NAMESPACE})
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 
@@ -42,7 +43,7 @@ def choose_default_storage_class(
 
     Kubernetes >= 1.26 picks the most recently created default class (KEP-3333).
     """
-    defaults = [c for c in classes if annotations(c).get(DEFAULT_CLASS_ANNOTATION) == "true"]
+    defaults = [c for c in classes if annotations_of(c).get(DEFAULT_CLASS_ANNOTATION) == "true"]
     if not defaults:
         return None
     return max(

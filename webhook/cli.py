@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from aiohttp import web
 
 from certs import files as cert_files
 from certs.reload import ReloadingContext
@@ -18,7 +17,7 @@ from webhook import logs
 from webhook.engine import Engine
 from webhook.manifests import ManifestError, load
 from webhook.metrics import Metrics
-from webhook.server import ServerState, make_app
+from webhook.server import ServerState, make_app, serve
 from webhook.view import MemoryView
 
 log = logging.getLogger("stateful_guard.cli")
@@ -56,9 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
             "no cluster view: running without a cluster; policies that need cluster objects "
             "let their failure mode decide (pass --objects FILE to give them some)"
         )
-    certs, made = cert_files.ensure(
-        args.cert_dir, service=args.service, namespace=args.namespace
-    )
+    certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
     if made:
         log.info(
             "made a local CA and serving certificate",
@@ -73,15 +70,17 @@ def _serve(args: argparse.Namespace) -> int:
     )
     state.metrics.cert_reloads.set_function(lambda: tls.reloads)
     host, port = args.listen
-    log.info("serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)})
-    web.run_app(
-        make_app(state),
-        host=host,
-        port=port,
-        ssl_context=tls.context,
-        access_log=None,
-        shutdown_timeout=args.shutdown_timeout,
-        print=None,
+    asyncio.run(
+        serve(
+            make_app(state),
+            host=host,
+            port=port,
+            ssl_context=tls.context,
+            shutdown_timeout=args.shutdown_timeout,
+            started=lambda: log.info(
+                "serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)}
+            ),
+        )
     )
     return 0
 
@@ -105,30 +104,54 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stateful-guard",
         description="Admission webhook and policy service for stateful Kubernetes workloads.",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the TLS admission webhook")
-    serve.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8443),
-                       metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8443)")
-    serve.add_argument("--cert-dir", type=Path, default=DEFAULT_CERT_DIR,
-                       help="tls.crt/tls.key; made here with a local CA when missing "
-                       f"(default {DEFAULT_CERT_DIR})")
+    serve = commands.add_parser("serve", help="run the TLS admission webhook", parents=[common])
+    serve.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 8443),
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:8443)",
+    )
+    serve.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=DEFAULT_CERT_DIR,
+        help="tls.crt/tls.key; made here with a local CA when missing "
+        f"(default {DEFAULT_CERT_DIR})",
+    )
     serve.add_argument("--config", type=Path, help="policy configuration file (YAML)")
-    serve.add_argument("--objects", action="append", metavar="PATH",
-                       help="manifests to use as the cluster view (file, directory or -)")
-    serve.add_argument("--client-ca", type=Path,
-                       help="require API server client certificates signed by this CA")
-    serve.add_argument("--service", default=DEFAULT_SERVICE,
-                       help="Service name for the certificate's SANs")
-    serve.add_argument("--namespace", default=DEFAULT_NAMESPACE,
-                       help="namespace for the certificate's SANs")
+    serve.add_argument(
+        "--objects",
+        action="append",
+        metavar="PATH",
+        help="manifests to use as the cluster view (file, directory or -)",
+    )
+    serve.add_argument(
+        "--client-ca", type=Path, help="require API server client certificates signed by this CA"
+    )
+    serve.add_argument(
+        "--service", default=DEFAULT_SERVICE, help="Service name for the certificate's SANs"
+    )
+    serve.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help="namespace for the certificate's SANs"
+    )
     serve.add_argument("--cert-reload-interval", type=float, default=5.0, metavar="SECONDS")
-    serve.add_argument("--shutdown-timeout", type=float, default=20.0, metavar="SECONDS",
-                       help="how long in-flight requests may finish after SIGTERM")
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long in-flight requests may finish after SIGTERM",
+    )
     serve.set_defaults(func=_serve)
 
-    certs = commands.add_parser("certs", help="make a CA and a serving certificate")
+    certs = commands.add_parser(
+        "certs", help="make a CA and a serving certificate", parents=[common]
+    )
     certs.add_argument("--out", type=Path, required=True, help="directory to write into")
     certs.add_argument("--service", default=DEFAULT_SERVICE)
     certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)

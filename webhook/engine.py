@@ -139,10 +139,10 @@ class _Verdicts:
 def _undecided(policy: Policy, failure: FailureMode, finding: Finding) -> Finding:
     if failure is FailureMode.CLOSED:
         fix = f"refused because failureMode is closed (policies.{policy.id}.failureMode)"
-        short_fix = "refused (failureMode closed)"
+        short_fix = "refused (fail closed)"
     else:
         fix = "allowed because failureMode is open"
-        short_fix = "allowed (failureMode open)"
+        short_fix = "allowed (fail open)"
     return Finding(f"{finding.message}; {fix}.", f"{finding.short}; {short_fix}")
 
 
@@ -159,7 +159,8 @@ class Engine:
         self.config = config or Config()
         self.policies = tuple(policies)
         self._index: dict[tuple[Phase, str, str, str, str], tuple[Policy, ...]] = {}
-        for phase in ("mutate", "validate"):
+        phases: tuple[Phase, ...] = ("mutate", "validate")
+        for phase in phases:
             for policy in self.policies:
                 if getattr(policy, phase) is None:
                     continue

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
@@ -33,6 +35,31 @@ JSON = "application/json"
 Endpoint = Literal["mutate", "validate"]
 
 
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass
 class ServerState:
     engine: Engine
@@ -40,6 +67,7 @@ class ServerState:
     ready: Callable[[], bool] = lambda: True
     tls: ReloadingContext | None = None
     cert_reload_interval: float = 5.0
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 STATE = web.AppKey("state", ServerState)
@@ -59,7 +87,8 @@ async def errors_as_json(
 ) -> web.StreamResponse:
     """Every error a client sees is JSON naming the problem; never a traceback."""
     try:
-        return await handler(request)
+        with request.app[STATE].in_flight:
+            return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, f"body larger than {MAX_BODY} bytes")
     except web.HTTPException as exc:
@@ -88,8 +117,8 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
             else:
                 admission = review.request
                 engine = state.engine
-                outcome = engine.mutate(admission) if endpoint == "mutate" else engine.validate(
-                    admission
+                outcome = (
+                    engine.mutate(admission) if endpoint == "mutate" else engine.validate(admission)
                 )
                 _log_outcome(endpoint, admission.uid, outcome)
                 answer = AdmissionResponse.from_outcome(admission.uid, outcome)
@@ -157,6 +186,48 @@ async def _watch_certificates(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def serve(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    shutdown_timeout: float,
+    started: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop listening and let in-flight requests finish.
+
+    Not `web.run_app`: it cancels its main task on a signal, and on Python 3.11+ a cancelled
+    shutdown stops waiting for handlers (aiohttp's RequestHandler.shutdown re-raises when its
+    task is cancelling). And `runner.cleanup()` alone is not enough either: it closes every
+    connection first, after which aiohttp drops the rest of a body still arriving
+    (RequestHandler.data_received returns once `_close` is set). So: stop listening, wait for
+    the requests in flight, then clean up.
+    """
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        await site.start()
+        started()
+        await stop.wait()
+        log.info("shutting down: no new connections, finishing requests in flight")
+        await site.stop()
+        in_flight = app[STATE].in_flight
+        if not await in_flight.drained(shutdown_timeout):
+            log.warning("shutdown timeout: cutting off requests", extra={"open": in_flight.count})
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def make_app(state: ServerState) -> web.Application:

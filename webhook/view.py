@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from policies.view import KINDS, NAMESPACE, STORAGE_CLASS, choose_default_storage_class
+from policies.view import (
+    CLUSTER_SCOPED,
+    KINDS,
+    NAMESPACE,
+    STORAGE_CLASS,
+    choose_default_storage_class,
+)
 
 _Key = tuple[str, str]  # (namespace, name)
 
@@ -18,19 +24,28 @@ _Key = tuple[str, str]  # (namespace, name)
 class MemoryView:
     """An in-memory, read-only cluster view of the kinds policies read."""
 
-    def __init__(self, objects: Iterable[Mapping[str, Any]] = (), *, complete: bool = True):
+    def __init__(
+        self,
+        objects: Iterable[Mapping[str, Any]] = (),
+        *,
+        complete: bool = True,
+        default_namespace: str = "default",
+    ):
         self._objects: dict[str, dict[_Key, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
         for obj in objects:
             kind = obj.get("kind")
             if kind in self._objects:
                 meta = obj.get("metadata") or {}
-                key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-                self._objects[kind][key] = obj
+                # A manifest without a namespace lands in the default one, as with kubectl.
+                namespace = (
+                    ""
+                    if kind in CLUSTER_SCOPED
+                    else str(meta.get("namespace") or default_namespace)
+                )
+                self._objects[kind][(namespace, str(meta.get("name") or ""))] = obj
         # Manifests describe the cluster whole: what they lack, the cluster lacks.
         self._complete = complete
-        self._default_class = choose_default_storage_class(
-            self._objects[STORAGE_CLASS].values()
-        )
+        self._default_class = choose_default_storage_class(self._objects[STORAGE_CLASS].values())
 
     @classmethod
     def empty(cls) -> MemoryView:

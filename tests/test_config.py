@@ -1,0 +1,113 @@
+"""The configuration file: validated whole, errors name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policies.base import FailureMode, Mode
+from policies.config import Config, ConfigError
+from policies.registry import BY_ID
+
+FULL = """
+policies:
+  force-delete: {mode: enforce, failureMode: closed}
+  storage-class: {mode: warn}
+namespaces:
+  payments:
+    mode: audit
+    storageClass: fast-ssd
+    policies:
+      headless-service: {mode: "off"}
+breakGlass:
+  users: [oncall@example.com]
+  groups: ["sre:break-glass"]
+serverId:
+  image: registry.example.com/busybox:1.37
+"""
+
+
+def test_full_config() -> None:
+    config = Config.from_yaml(FULL)
+    assert config.policy_mode(BY_ID["storage-class"]) is Mode.WARN
+    assert config.policy_mode(BY_ID["headless-service"]) is Mode.ENFORCE
+    assert config.failure_mode(BY_ID["force-delete"]) is FailureMode.CLOSED
+    assert config.storage_class_for("payments") == "fast-ssd"
+    assert config.storage_class_for("other") is None
+    assert config.is_break_glass("oncall@example.com", [])
+    assert config.is_break_glass("x", ["sre:break-glass"])
+    assert not config.is_break_glass("x", ["sre"])
+    assert config.server_id.image == "registry.example.com/busybox:1.37"
+    assert config.namespaces["payments"].policies["headless-service"].mode is Mode.OFF
+
+
+def test_empty_file_is_the_default() -> None:
+    assert Config.from_yaml("") == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "policies:\n  force-delet: {mode: warn}\n",
+            "policies: Value error, unknown policy id force-delet",
+            id="unknown-policy",
+        ),
+        pytest.param(
+            "policies:\n  force-delete: {mode: warning}\n",
+            "policies.force-delete.mode: Input should be 'off', 'audit', 'warn' or 'enforce'",
+            id="bad-mode",
+        ),
+        pytest.param(
+            "policies:\n  force-delete: {failureMode: ignore}\n",
+            "policies.force-delete.failureMode",
+            id="bad-failure-mode",
+        ),
+        pytest.param(
+            "namespaces:\n  db: {storageclass: fast}\n",
+            "namespaces.db.storageclass: Extra inputs are not permitted",
+            id="typo-key",
+        ),
+        pytest.param(
+            "namespaces:\n  db:\n    policies: {quorom: {mode: warn}}\n",
+            "namespaces.db.policies: Value error, unknown policy id quorom",
+            id="unknown-policy-in-namespace",
+        ),
+        pytest.param("breakGlass: {users: alice}\n", "breakGlass.users", id="users-not-a-list"),
+        pytest.param("- a\n- b\n", "must be a mapping, got list", id="not-a-mapping"),
+        pytest.param("policies: [\n", "not valid YAML", id="not-yaml"),
+    ],
+)
+def test_errors_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Config.from_yaml(text, source="stateful-guard.yaml")
+    assert str(error.value).startswith("stateful-guard.yaml: ")
+    assert message in str(error.value)
+
+
+def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("policies:\n  force-delete: {mode: warning}\n")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--config",
+            str(bad),
+            "--cert-dir",
+            str(tmp_path / "certs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert f"stateful-guard: {bad}: policies.force-delete.mode" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "certs").exists(), "nothing starts on a bad config"
