@@ -216,3 +216,22 @@ def test_admit_validates_the_mutated_object() -> None:
     outcome = Engine(MemoryView([service])).admit(request)
     assert not outcome.allowed, "serviceName set by mutation names a non-headless Service"
     assert "[headless-service] StatefulSet default/web names Service default/web" in outcome.message
+
+
+def test_enforce_mode_warnings_and_changes_are_in_the_verdict_for_logs_and_metrics() -> None:
+    scratch = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": "scratch"},
+        "reclaimPolicy": "Delete",
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "c"},
+        "spec": {"storageClassName": "scratch"},
+    }
+    outcome = Engine(MemoryView([scratch])).validate(make_request("CREATE", claim))
+    [verdict] = outcome.verdicts
+    assert (verdict.policy, verdict.decision) == ("storage-class", "warn")
+    assert list(verdict.messages) == outcome.warnings and len(outcome.warnings) == 2

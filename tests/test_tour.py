@@ -3,6 +3,7 @@ real server started as the tour says, and its output must equal the JSON block a
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -23,7 +24,7 @@ def tour_steps() -> list[tuple[str, str]]:
     """(command, expected output) for every curl block followed by a json block."""
     blocks = BLOCK.findall((ROOT / "README.md").read_text())
     steps = []
-    for (lang, body), (next_lang, expected) in zip(blocks, blocks[1:], strict=False):
+    for (lang, body), (next_lang, expected) in itertools.pairwise(blocks):
         if lang == "sh" and body.lstrip().startswith("curl") and next_lang == "json":
             steps.append((body.strip(), expected.strip()))
     return steps
@@ -38,23 +39,48 @@ def test_tour(tmp_path: Path) -> None:
     port = free_port()
     certs = tmp_path / "certs"
     server = subprocess.Popen(
-        [sys.executable, "-m", "webhook.cli", "serve", "--objects", "examples/cluster.yaml",
-         "--listen", f"127.0.0.1:{port}", "--cert-dir", str(certs)],
-        cwd=ROOT, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--objects",
+            "examples/cluster.yaml",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--cert-dir",
+            str(certs),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(300):
             if (certs / "ca.crt").exists() and subprocess.run(
-                ["curl", "-sf", "--cacert", str(certs / "ca.crt"),
-                 f"https://localhost:{port}/healthz"], capture_output=True, check=False
+                [
+                    "curl",
+                    "-sf",
+                    "--cacert",
+                    str(certs / "ca.crt"),
+                    f"https://localhost:{port}/healthz",
+                ],
+                capture_output=True,
+                check=False,
             ).returncode == 0:
                 break
             time.sleep(0.1)
         for command, expected in tour_steps():
             command = command.replace(".stateful-guard/certs", str(certs)).replace(
-                "localhost:8443", f"localhost:{port}")
-            run = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True,
-                                 text=True, timeout=30, check=True)
+                "localhost:8443", f"localhost:{port}"
+            )
+            run = subprocess.run(
+                ["bash", "-c", command],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
             assert json.loads(run.stdout) == json.loads(expected), command
     finally:
         server.terminate()

@@ -27,7 +27,7 @@ log = logging.getLogger("stateful_guard.engine")
 MODE_LABEL = "stateful-guard.io/mode"
 WARNING_LIMIT = 120  # the API server drops longer warnings' tails; keep each one line
 WARNINGS_TOTAL_LIMIT = 4000  # past 4096 runes in all the API server truncates them
-AUDIT_VALUE_LIMIT = 1000
+AUDIT_LIMIT = 1000
 
 Phase = Literal["mutate", "validate"]
 Decision = Literal["allow", "deny", "patch", "warn", "audit", "error"]
@@ -62,17 +62,13 @@ class Outcome:
     verdicts: list[Verdict] = field(default_factory=list)
     object: dict[str, Any] | None = None  # the object after enforced mutations
 
-    @property
-    def denials(self) -> list[str]:
-        return [m for v in self.verdicts if v.decision == "deny" for m in v.messages]
-
 
 class _Verdicts:
     """Collects results, turning each into its mode's effect (the one place modes apply)."""
 
-    def __init__(self, request: AdmissionRequest) -> None:
-        self.request = request
+    def __init__(self) -> None:
         self.outcome = Outcome()
+        self._denials: list[str] = []
         self._warning_chars = 0
         self._dropped_warnings = 0
 
@@ -83,45 +79,43 @@ class _Verdicts:
         (denials if failure is FailureMode.CLOSED else warnings).extend(errors)
 
         pid = policy.id
-        messages: list[str] = []
+        decision: Decision
         if mode is Mode.ENFORCE:
-            messages = [f"[{pid}] {d.message}" for d in denials]
-            for w in warnings:
-                self._warn(f"[{pid}] {w.short}")
-            decision: Decision = "deny" if denials else "patch" if result.changes else "allow"
-        elif mode is Mode.WARN:
-            lines = [f"[{pid}] would deny: {d.short}" for d in denials]
-            lines += [f"[{pid}] {w.short}" for w in warnings]
-            lines += [f"[{pid}] would {c}" for c in result.changes]
+            refusals = [f"[{pid}] {d.message}" for d in denials]
+            self._denials += refusals
+            lines = [f"[{pid}] {w.short}" for w in warnings]
             for line in lines:
                 self._warn(line)
-            messages = lines
-            decision = "warn" if lines else "allow"
+            messages = [*refusals, *lines, *result.changes]
+            decision = (
+                "deny" if denials else "patch" if result.changes else "warn" if lines else "allow"
+            )
+        elif mode is Mode.WARN:
+            messages = [f"[{pid}] would deny: {d.short}" for d in denials]
+            messages += [f"[{pid}] {w.short}" for w in warnings]
+            messages += [f"[{pid}] would {c}" for c in result.changes]
+            for line in messages:
+                self._warn(line)
+            decision = "warn" if messages else "allow"
         else:  # audit
-            lines = [f"would deny: {d.short}" for d in denials]
-            lines += [w.short for w in warnings]
-            lines += [f"would {c}" for c in result.changes]
-            if lines:
-                self._audit(pid, lines)
-            messages = lines
-            decision = "audit" if lines else "allow"
-        if errors and decision == "allow":
+            messages = [f"would deny: {d.short}" for d in denials]
+            messages += [w.short for w in warnings]
+            messages += [f"would {c}" for c in result.changes]
+            if messages:
+                # The API server prefixes the key with "<webhook name>/"; an id is a valid name.
+                self.outcome.audit_annotations[pid] = one_line("; ".join(messages), AUDIT_LIMIT)
+            decision = "audit" if messages else "allow"
+        if errors and decision != "deny":
             decision = "error"
-        if decision == "patch":
-            messages = list(result.changes)
         self.outcome.verdicts.append(Verdict(pid, mode, decision, tuple(messages)))
 
     def _warn(self, line: str) -> None:
         line = one_line(line)
         if self._warning_chars + len(line) > WARNINGS_TOTAL_LIMIT:
-            self._dropped_warnings += 1
+            self._dropped_warnings += 1  # still in the verdict, so logged
             return
         self._warning_chars += len(line)
         self.outcome.warnings.append(line)
-
-    def _audit(self, policy_id: str, lines: list[str]) -> None:
-        # The API server prefixes the key with "<webhook name>/"; a policy id is a valid name.
-        self.outcome.audit_annotations[policy_id] = one_line("; ".join(lines), AUDIT_VALUE_LIMIT)
 
     def finish(self) -> Outcome:
         outcome = self.outcome
@@ -129,10 +123,9 @@ class _Verdicts:
             outcome.warnings.append(
                 f"[stateful-guard] {self._dropped_warnings} more warnings omitted; see the logs"
             )
-        denials = outcome.denials
-        if denials:
+        if self._denials:
             outcome.allowed = False
-            outcome.message = " ".join(denials)
+            outcome.message = " ".join(self._denials)
         return outcome
 
 
@@ -187,7 +180,7 @@ class Engine:
 
     def mutate(self, request: AdmissionRequest) -> Outcome:
         """Run the mutators in order on one copy each; adopt enforced edits; diff once."""
-        verdicts = _Verdicts(request)
+        verdicts = _Verdicts()
         original = request.object
         current = original
         for policy in self.policies_for("mutate", request):
@@ -206,7 +199,7 @@ class Engine:
         return outcome
 
     def validate(self, request: AdmissionRequest) -> Outcome:
-        verdicts = _Verdicts(request)
+        verdicts = _Verdicts()
         for policy in self.policies_for("validate", request):
             mode = self.mode_for(policy, request.namespace)
             if mode is Mode.OFF:

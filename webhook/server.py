@@ -131,7 +131,7 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
 
 def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
     for verdict in outcome.verdicts:
-        if verdict.decision in ("deny", "warn", "audit", "error"):
+        if verdict.messages:
             log.info(
                 "policy decision",
                 extra={
