@@ -13,8 +13,10 @@ from pathlib import Path
 from certs import files as cert_files
 from certs.reload import ReloadingContext
 from policies.config import Config, ConfigError
+from policies.view import ClusterView
 from webhook import logs
 from webhook.engine import Engine
+from webhook.live import LiveView, api_client
 from webhook.manifests import ManifestError, load
 from webhook.metrics import Metrics
 from webhook.server import ServerState, make_app, serve
@@ -46,7 +48,13 @@ def load_config(path: Path | None) -> Config:
 
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.objects:
+    live: LiveView | None = None
+    view: ClusterView
+    if args.kubeconfig or args.in_cluster:
+        live = view = LiveView(api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster))
+        live.start()
+        log.info("cluster view from the API server: list+watch started")
+    elif args.objects:
         view = MemoryView(m.object for m in load(args.objects))
         log.info("cluster view from manifests", extra={"objects": len(view)})
     else:
@@ -67,21 +75,26 @@ def _serve(args: argparse.Namespace) -> int:
         metrics=Metrics(),
         tls=tls,
         cert_reload_interval=args.cert_reload_interval,
+        ready=live.ready if live else lambda: True,
     )
     state.metrics.cert_reloads.set_function(lambda: tls.reloads)
     host, port = args.listen
-    asyncio.run(
-        serve(
-            make_app(state),
-            host=host,
-            port=port,
-            ssl_context=tls.context,
-            shutdown_timeout=args.shutdown_timeout,
-            started=lambda: log.info(
-                "serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)}
-            ),
+    try:
+        asyncio.run(
+            serve(
+                make_app(state),
+                host=host,
+                port=port,
+                ssl_context=tls.context,
+                shutdown_timeout=args.shutdown_timeout,
+                started=lambda: log.info(
+                    "serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)}
+                ),
+            )
         )
-    )
+    finally:
+        if live is not None:
+            live.stop()
     return 0
 
 
@@ -124,7 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_CERT_DIR})",
     )
     serve.add_argument("--config", type=Path, help="policy configuration file (YAML)")
-    serve.add_argument(
+    view = serve.add_mutually_exclusive_group()
+    view.add_argument("--kubeconfig", help="watch the cluster this kubeconfig names")
+    view.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="watch the cluster we run in, with the pod's service account",
+    )
+    view.add_argument(
         "--objects",
         action="append",
         metavar="PATH",

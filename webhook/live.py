@@ -1,0 +1,337 @@
+"""A cluster view fed by list+watch from the API server, off the event loop.
+
+One background thread per kind lists (paged), then watches from the list's resourceVersion
+with bookmarks; a watch that ends is resumed, a 410 Gone relists, any other error relists
+after a backoff (1 s doubling to 30 s). Admission requests only read the in-memory stores:
+they never wait on the API server. While it is unreachable, the last view keeps serving.
+
+Objects are trimmed to the fields policies read (`trim`), so the cache stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from policies.view import (
+    CLAIM,
+    NAMESPACE,
+    SERVICE,
+    STATEFUL_SET,
+    STORAGE_CLASS,
+    choose_default_storage_class,
+)
+
+log = logging.getLogger("stateful_guard.live")
+
+Obj = dict[str, Any]
+_Key = tuple[str, str]
+DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _pick(source: Mapping[str, Any] | None, *keys: str) -> Obj:
+    source = source or {}
+    return {k: source[k] for k in keys if k in source}
+
+
+def _metadata(obj: Obj, *extra: str) -> Obj:
+    meta = obj.get("metadata") or {}
+    kept = _pick(meta, "name", "namespace", "uid", "labels", "creationTimestamp", *extra)
+    annotations = meta.get("annotations")
+    if annotations:
+        kept["annotations"] = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
+    return kept
+
+
+def trim_service(obj: Obj) -> Obj:
+    return {
+        "metadata": _metadata(obj, "ownerReferences"),
+        "spec": _pick(obj.get("spec"), "clusterIP", "type", "selector"),
+    }
+
+
+def trim_storage_class(obj: Obj) -> Obj:
+    return {
+        "metadata": _metadata(obj),
+        **_pick(obj, "provisioner", "reclaimPolicy", "allowVolumeExpansion", "volumeBindingMode"),
+    }
+
+
+def trim_stateful_set(obj: Obj) -> Obj:
+    spec = obj.get("spec") or {}
+    kept = _pick(
+        spec,
+        "replicas",
+        "serviceName",
+        "selector",
+        "ordinals",
+        "podManagementPolicy",
+        "persistentVolumeClaimRetentionPolicy",
+    )
+    kept["template"] = {"metadata": _pick((spec.get("template") or {}).get("metadata"), "labels")}
+    kept["volumeClaimTemplates"] = [
+        {
+            "metadata": _pick(t.get("metadata"), "name"),
+            "spec": _pick(t.get("spec"), "accessModes", "storageClassName"),
+        }
+        for t in spec.get("volumeClaimTemplates") or []
+    ]
+    return {
+        "metadata": _metadata(obj),
+        "spec": kept,
+        "status": _pick(obj.get("status"), "replicas", "readyReplicas"),
+    }
+
+
+def trim_claim(obj: Obj) -> Obj:
+    return {
+        "metadata": _metadata(obj, "finalizers", "deletionTimestamp"),
+        "spec": _pick(obj.get("spec"), "accessModes", "storageClassName", "volumeName"),
+        "status": _pick(obj.get("status"), "phase"),
+    }
+
+
+def trim_namespace(obj: Obj) -> Obj:
+    return {"metadata": _pick(obj.get("metadata"), "name", "labels")}
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    path: str  # the collection's URL path, all namespaces
+    trim: Callable[[Obj], Obj]
+
+
+RESOURCES = (
+    Resource(SERVICE, "/api/v1/services", trim_service),
+    Resource(STORAGE_CLASS, "/apis/storage.k8s.io/v1/storageclasses", trim_storage_class),
+    Resource(STATEFUL_SET, "/apis/apps/v1/statefulsets", trim_stateful_set),
+    Resource(CLAIM, "/api/v1/persistentvolumeclaims", trim_claim),
+    Resource(NAMESPACE, "/api/v1/namespaces", trim_namespace),
+)
+
+
+class _Gone(Exception):
+    """The resourceVersion is too old (HTTP 410): list again."""
+
+
+def api_client(*, kubeconfig: str | None = None, in_cluster: bool = False) -> k8s.ApiClient:
+    configuration = k8s.Configuration()
+    if in_cluster:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return k8s.ApiClient(configuration)
+
+
+class _Reflector:
+    """Keeps one kind's store in step with the API server."""
+
+    def __init__(self, view: LiveView, resource: Resource) -> None:
+        self.view = view
+        self.resource = resource
+        self.store: dict[_Key, Obj] = {}
+        self.synced = threading.Event()
+        self.relists = 0
+        self.last_event = 0.0
+        self._response: Any = None
+
+    def _key(self, obj: Mapping[str, Any]) -> _Key:
+        meta = obj.get("metadata") or {}
+        return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+    def _get(self, query: list[tuple[str, Any]], *, stream: bool = False) -> Any:
+        """GET the collection: the raw urllib3 response, its body not yet read."""
+        client = self.view.client
+        timeout = (10, self.view.watch_timeout + 30) if stream else (10, 60)
+        request = client.param_serialize(
+            "GET",
+            self.resource.path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = client.call_api(*request, _request_timeout=timeout).response
+        if response.status == 410:
+            response.release_conn()
+            raise _Gone
+        if not 200 <= response.status < 300:
+            body = response.data[:500].decode(errors="replace")
+            response.release_conn()
+            raise RuntimeError(f"GET {self.resource.path}: HTTP {response.status}: {body}")
+        return response
+
+    def list(self) -> str:
+        store: dict[_Key, Obj] = {}
+        token = ""
+        while True:
+            query: list[tuple[str, Any]] = [("limit", self.view.page_size)]
+            if token:
+                query.append(("continue", token))
+            page = orjson.loads(self._get(query).data)
+            for item in page.get("items") or []:
+                store[self._key(item)] = self.resource.trim(item)
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue") or ""
+            if not token:
+                self.store = store  # swapped whole: readers never see half a list
+                self.last_event = time.monotonic()
+                return str(metadata.get("resourceVersion", ""))
+
+    def watch(self, version: str) -> str:
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", self.view.watch_timeout),
+        ]
+        self._response = response = self._get(query, stream=True)
+        try:
+            for event in _lines(response):
+                kind, obj = event.get("type"), event.get("object") or {}
+                self.last_event = time.monotonic()
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone
+                    raise RuntimeError(f"watch error: {obj.get('message')}")
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if kind in ("ADDED", "MODIFIED"):
+                    self.store[self._key(obj)] = self.resource.trim(obj)
+                elif kind == "DELETED":
+                    self.store.pop(self._key(obj), None)
+                if self.view.stopping.is_set():
+                    break
+        finally:
+            self._response = None
+            response.release_conn()
+        return version
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self.view.stopping.is_set():
+            try:
+                version = self.list()
+                self.synced.set()
+                backoff = 1.0
+                while not self.view.stopping.is_set():
+                    version = self.watch(version)
+            except _Gone:
+                self.relists += 1
+                log.info("watch expired, listing again", extra={"kind": self.resource.kind})
+            except Exception as exc:
+                if self.view.stopping.is_set():
+                    return
+                self.relists += 1
+                log.warning(
+                    "list/watch failed; serving the last view and retrying",
+                    extra={"kind": self.resource.kind, "error": str(exc), "retry_in": backoff},
+                )
+                self.view.stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def interrupt(self) -> None:
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # best effort on the way out
+                response.shutdown()
+
+
+def _lines(response: Any) -> Iterator[Obj]:
+    buffer = b""
+    for chunk in response.stream(64 * 1024, decode_content=False):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield orjson.loads(line)
+    if buffer.strip():
+        yield orjson.loads(buffer)
+
+
+class LiveView:
+    """The ClusterView of a live cluster, kept by list+watch in background threads."""
+
+    def __init__(
+        self,
+        client: k8s.ApiClient,
+        *,
+        resources: Iterable[Resource] = RESOURCES,
+        page_size: int = 500,
+        watch_timeout: int = 300,
+    ) -> None:
+        self.client = client
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.stopping = threading.Event()
+        self._reflectors = {r.kind: _Reflector(self, r) for r in resources}
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for kind, reflector in self._reflectors.items():
+            thread = threading.Thread(target=reflector.run, name=f"watch-{kind}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for reflector in self._reflectors.values():
+            reflector.interrupt()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def ready(self) -> bool:
+        """True once every kind has been listed once (for /readyz)."""
+        return all(r.synced.is_set() for r in self._reflectors.values())
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(
+            r.synced.wait(max(0.0, deadline - time.monotonic())) for r in self._reflectors.values()
+        )
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        now = time.monotonic()
+        return {
+            kind: {
+                "objects": len(r.store),
+                "relists": r.relists,
+                "age_seconds": now - r.last_event if r.last_event else -1.0,
+            }
+            for kind, r in self._reflectors.items()
+        }
+
+    # ClusterView
+
+    def has(self, kind: str) -> bool:
+        reflector = self._reflectors.get(kind)
+        return reflector is not None and reflector.synced.is_set()
+
+    def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        reflector = self._reflectors.get(kind)
+        return reflector.store.get((namespace, name)) if reflector else None
+
+    def list(self, kind: str, namespace: str | None = None) -> Iterable[Mapping[str, Any]]:
+        reflector = self._reflectors.get(kind)
+        if reflector is None:
+            return []
+        items = list(reflector.store.items())
+        return [obj for (ns, _), obj in items if namespace is None or ns == namespace]
+
+    def default_storage_class(self) -> Mapping[str, Any] | None:
+        return choose_default_storage_class(self.list(STORAGE_CLASS))
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        obj = self.get(NAMESPACE, "", namespace)
+        labels = (obj or {}).get("metadata", {}).get("labels")
+        return labels if isinstance(labels, Mapping) else {}
