@@ -1,0 +1,69 @@
+"""The end-to-end suite's fixtures: a real API server (ours, built from Go modules, or any
+cluster named by STATEFUL_GUARD_E2E_KUBECONFIG), and our webhook registered in it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import Cluster, InClusterWebhook, Install, LocalWebhook, Webhook
+from tests.e2e.controlplane import ControlPlane, build
+
+EXTERNAL = os.environ.get("STATEFUL_GUARD_E2E_KUBECONFIG")
+_ABOUT: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    if EXTERNAL:
+        found = Cluster(Path(EXTERNAL))
+        _ABOUT.append(f"e2e: kube-apiserver {found.version} from {EXTERNAL}")
+        yield found
+        return
+    plane = ControlPlane(build()).start()
+    try:
+        local = Cluster(plane.admin, plane)
+        _ABOUT.append(
+            f"e2e: kube-apiserver {local.version} (built from k8s.io/kubernetes, "
+            f"with etcd and kube-controller-manager) at {plane.server}"
+        )
+        yield local
+    except BaseException:
+        for name in ("kube-apiserver", "kube-controller-manager", "etcd"):
+            print(f"--- {name} log ---\n{plane.log(name)}")
+        raise
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def default_class(cluster: Cluster) -> str:
+    return cluster.default_storage_class()
+
+
+@pytest.fixture(scope="session")
+def webhook(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+    work = tmp_path_factory.mktemp("webhook")
+    running = InClusterWebhook(cluster, work) if EXTERNAL else LocalWebhook(cluster, work)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def namespaced(cluster: Cluster, webhook: Webhook, default_class: str) -> Iterator[Install]:
+    with Install(cluster, webhook, "namespaced") as install:
+        yield install
+
+
+@pytest.fixture(scope="module")
+def cluster_wide(cluster: Cluster, webhook: Webhook, default_class: str) -> Iterator[Install]:
+    with Install(cluster, webhook, "cluster-wide") as install:
+        yield install
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _ABOUT:
+        terminalreporter.write_line(line)

@@ -1,0 +1,422 @@
+"""A real Kubernetes control plane for the end-to-end suite, built from Go modules.
+
+What controller-runtime's envtest does, without downloads: etcd, kube-apiserver and
+kube-controller-manager are built with the Go toolchain from `go.etcd.io/etcd/server/v3` and
+`k8s.io/kubernetes` at pinned versions (through small wrapper modules, since both modules'
+own replace directives stop `go install`), once, into a cache keyed by those versions. The
+certificates and client-certificate users come from our own `certs/` code.
+
+    python -m tests.e2e.controlplane build     # what .ci/run does before the tests
+    python -m tests.e2e.controlplane run       # a control plane to poke at; Ctrl-C stops it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+
+from certs.authority import KeyPair, make_ca, make_client_cert, make_serving_cert
+
+KUBERNETES = "v1.35.4"
+ETCD = "v3.6.16"
+# Every staging module k8s.io/kubernetes requires at v0.0.0 is replaced by the published
+# v0.<minor>.<patch>; the list is read from k8s.io/kubernetes's own go.mod.
+CACHE = Path(os.environ.get("STATEFUL_GUARD_CACHE", Path.home() / ".cache" / "stateful-guard"))
+BIN = CACHE / "controlplane" / f"kubernetes-{KUBERNETES}-etcd-{ETCD}" / "bin"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+# Tools that render deploy/ exactly as users would (kustomize v5.8.3 wants Go 1.27).
+TOOLS = {
+    "kustomize": "sigs.k8s.io/kustomize/kustomize/v5@v5.8.1",
+    "helm": "helm.sh/helm/v3/cmd/helm@v3.22.0",
+}
+TOOLS_BIN = CACHE / "tools" / "-".join(p.rsplit("@", 1)[1] for p in TOOLS.values()) / "bin"
+
+ETCD_MAIN = """package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+TOOLS_GO = """//go:build tools
+
+package controlplane
+
+import (
+\t_ "k8s.io/kubernetes/cmd/kube-apiserver"
+\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
+"""
+
+
+def say(message: str) -> None:
+    print(f"[controlplane] {message}", file=sys.stderr, flush=True)
+
+
+def _go(args: list[str], cwd: Path) -> None:
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    subprocess.run(["go", *args], cwd=cwd, env=env, check=True)
+
+
+def _module_file(module: str, version: str, cwd: Path) -> Path:
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return Path(json.loads(out)["GoMod"])
+
+
+def _kubernetes_wrapper(src: Path) -> None:
+    src.mkdir(parents=True, exist_ok=True)
+    upstream = _module_file("k8s.io/kubernetes", KUBERNETES, src).read_text()
+    minor, patch = KUBERNETES.lstrip("v").split(".")[1:3]
+    staging = [line.split()[0] for line in upstream.splitlines() if "=> ./staging/" in line]
+    godebug = next((line for line in upstream.splitlines() if line.startswith("godebug")), "")
+    go_line = next(line for line in upstream.splitlines() if line.startswith("go "))
+    replaces = "\n".join(f"\t{m} => {m} v0.{minor}.{patch}" for m in staging)
+    (src / "go.mod").write_text(
+        f"module stateful-guard.test/controlplane\n\n{go_line}\n\n{godebug}\n\n"
+        f"require k8s.io/kubernetes {KUBERNETES}\n\nreplace (\n{replaces}\n)\n"
+    )
+    (src / "tools.go").write_text(TOOLS_GO)
+
+
+def build(*, force: bool = False) -> Path:
+    """Build the binaries into the cache unless they are there; returns the bin directory."""
+    if not force and all((BIN / b).exists() for b in BINARIES):
+        return BIN
+    if shutil.which("go") is None:
+        raise RuntimeError("the Go toolchain is needed to build the test control plane")
+    started = time.monotonic()
+    say(
+        f"building kube-apiserver and kube-controller-manager {KUBERNETES} and etcd {ETCD} "
+        f"from their Go modules into {BIN}; the first build takes several minutes"
+    )
+    work = BIN.parent / "src"
+    version = KUBERNETES.lstrip("v")
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X k8s.io/component-base/version.gitVersion={KUBERNETES}",
+            f"-X k8s.io/component-base/version.gitMajor={version.split('.')[0]}",
+            f"-X k8s.io/component-base/version.gitMinor={version.split('.')[1]}",
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+        ]
+    )
+    kube = work / "kubernetes"
+    _kubernetes_wrapper(kube)
+    _go(["mod", "tidy"], kube)
+    BIN.mkdir(parents=True, exist_ok=True)
+    _go(
+        [
+            "build",
+            "-trimpath",
+            "-ldflags",
+            ldflags,
+            "-o",
+            str(BIN) + "/",
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ],
+        kube,
+    )
+    say(f"kubernetes built in {time.monotonic() - started:.0f}s")
+    etcd = work / "etcd"
+    etcd.mkdir(parents=True, exist_ok=True)
+    (etcd / "go.mod").write_text(
+        f"module stateful-guard.test/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 {ETCD}\n"
+    )
+    (etcd / "main.go").write_text(ETCD_MAIN)
+    _go(["mod", "tidy"], etcd)
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(BIN / "etcd"), "."], etcd)
+    say(f"control plane built in {time.monotonic() - started:.0f}s")
+    return BIN
+
+
+def tool(name: str) -> Path:
+    """A rendering tool, built with `go install` into the cache the first time."""
+    path = TOOLS_BIN / name
+    if not path.exists():
+        say(f"building {TOOLS[name]} into {TOOLS_BIN}")
+        env = {**os.environ, "GOBIN": str(TOOLS_BIN), "CGO_ENABLED": "0"}
+        subprocess.run(["go", "install", TOOLS[name]], env=env, check=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kubeconfig(path: Path, *, server: str, ca: KeyPair, user: KeyPair, name: str) -> Path:
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": name,
+                "clusters": [
+                    {
+                        "name": "e2e",
+                        "cluster": {
+                            "server": server,
+                            "certificate-authority-data": b64(ca.cert_pem),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": name,
+                        "user": {
+                            "client-certificate-data": b64(user.cert_pem),
+                            "client-key-data": b64(user.key_pem),
+                        },
+                    }
+                ],
+                "contexts": [{"name": name, "context": {"cluster": "e2e", "user": name}}],
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, in a temp directory."""
+
+    bin: Path
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sg-e2e-")))
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    ca: KeyPair = field(default_factory=lambda: make_ca("stateful-guard-e2e-ca"))
+    server: str = ""
+
+    def user(self, name: str, *, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig for a client-certificate user (CN = user, O = groups)."""
+        cert = make_client_cert(self.ca, user=name, groups=groups, days=2)
+        safe = name.replace(":", "_")
+        return kubeconfig(
+            self.work / f"{safe}.kubeconfig", server=self.server, ca=self.ca, user=cert, name=safe
+        )
+
+    @property
+    def admin(self) -> Path:
+        return self.work / "admin.kubeconfig"
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = (self.work / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [str(self.bin / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append((name, process))
+
+    def _wait(self, name: str, check: callable, timeout: float = 90) -> None:  # type: ignore[valid-type]
+        deadline = time.monotonic() + timeout
+        process = dict(self.processes)[name]
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited {process.returncode}:\n{self.log(name)}")
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.log(name)}")
+
+    def log(self, name: str, tail: int = 40) -> str:
+        path = self.work / f"{name}.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return "\n".join(lines[-tail:])
+
+    def start(self) -> ControlPlane:
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        serving = make_serving_cert(
+            self.ca,
+            dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+            ips=["127.0.0.1", "10.0.0.1"],
+            days=2,
+        )
+        files = {
+            "ca.crt": self.ca.cert_pem,
+            "apiserver.crt": serving.cert_pem,
+            "apiserver.key": serving.key_pem,
+        }
+        sa_key = make_ca("service-accounts").key  # any P-256 key
+        files["sa.key"] = sa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        files["sa.pub"] = sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for name, data in files.items():
+            (self.work / name).write_bytes(data)
+        w = self.work
+
+        self._start(
+            "etcd",
+            [
+                f"--data-dir={w / 'etcd'}",
+                "--unsafe-no-fsync",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+                "--log-level=warn",
+            ],
+        )
+        self._wait(
+            "etcd",
+            lambda: (
+                b"true"
+                in urllib.request.urlopen(f"http://127.0.0.1:{etcd_port}/health", timeout=2).read()
+            ),
+        )
+
+        self._start(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={w / 'apiserver-certs'}",
+                f"--tls-cert-file={w / 'apiserver.crt'}",
+                f"--tls-private-key-file={w / 'apiserver.key'}",
+                f"--client-ca-file={w / 'ca.crt'}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={w / 'sa.pub'}",
+                f"--service-account-signing-key-file={w / 'sa.key'}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        kubeconfig(
+            self.admin,
+            server=self.server,
+            ca=self.ca,
+            user=make_client_cert(self.ca, user="e2e-admin", groups=["system:masters"]),
+            name="admin",
+        )
+        admin = self._ssl_admin()
+        self._wait(
+            "kube-apiserver",
+            lambda: (
+                urllib.request.urlopen(f"{self.server}/readyz", context=admin, timeout=2).status
+                == 200
+            ),
+        )
+
+        manager = kubeconfig(
+            w / "controller-manager.kubeconfig",
+            server=self.server,
+            ca=self.ca,
+            user=make_client_cert(self.ca, user="system:kube-controller-manager"),
+            name="controller-manager",
+        )
+        self._start(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={manager}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--use-service-account-credentials=true",
+                f"--root-ca-file={w / 'ca.crt'}",
+                "--controllers=statefulset-controller,serviceaccount-controller,"
+                "garbage-collector-controller,persistentvolumeclaim-protection-controller,"
+                "namespace-controller,deployment-controller,replicaset-controller",
+                "--concurrent-gc-syncs=5",
+                "--v=1",
+            ],
+        )
+        time.sleep(0.5)
+        self._wait("kube-controller-manager", lambda: True)
+        return self
+
+    def _ssl_admin(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+        cert = self.work / "admin-client.pem"
+        pair = make_client_cert(self.ca, user="e2e-probe", groups=["system:masters"])
+        cert.write_bytes(pair.cert_pem + pair.key_pem)
+        context.load_cert_chain(cert)
+        return context
+
+    def version(self) -> str:
+        with urllib.request.urlopen(
+            f"{self.server}/version", context=self._ssl_admin(), timeout=5
+        ) as response:
+            return str(json.load(response)["gitVersion"])
+
+    def stop(self) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for _, process in reversed(self.processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "build"
+    if command == "build":
+        build(force="--force" in argv)
+        for name in TOOLS:
+            tool(name)
+        say(f"binaries in {BIN} and {TOOLS_BIN}")
+        return 0
+    if command == "run":
+        plane = ControlPlane(build()).start()
+        say(f"kube-apiserver {plane.version()} at {plane.server}; KUBECONFIG={plane.admin}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            plane.stop()
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
