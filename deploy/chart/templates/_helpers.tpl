@@ -1,0 +1,25 @@
+{{/* The namespaces every webhook sees, as in deploy/overlays/<scope>. */}}
+{{- define "stateful-guard.namespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+    - kube-system
+    - {{ .Release.Namespace }}
+  {{- if eq .Values.scope "namespaced" }}
+  - key: stateful-guard.io/mode
+    operator: In
+    values:
+    - enforce
+    - warn
+    - audit
+  {{- else if eq .Values.scope "cluster-wide" }}
+  - key: stateful-guard.io/mode
+    operator: NotIn
+    values:
+    - "off"
+  {{- else }}
+  {{- fail "scope must be namespaced or cluster-wide" }}
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,130 @@
+"""deploy/ as users render it: kustomize overlays and the Helm chart give the same objects,
+and every install keeps the safety properties the README promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.cluster import NAMESPACE, WEBHOOK_KINDS, render
+from tests.e2e.controlplane import tool
+from tests.support import ROOT
+
+SCOPES = ["namespaced", "cluster-wide"]
+
+
+def helm(scope: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [
+            str(tool("helm")),
+            "template",
+            "stateful-guard",
+            str(ROOT / "deploy" / "chart"),
+            "--namespace",
+            NAMESPACE,
+            "--set",
+            f"scope={scope}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def keyed(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_helm_chart_renders_the_kustomize_objects(scope: str) -> None:
+    kustomized, charted = keyed(render(scope)), keyed(helm(scope))
+    assert sorted(charted) == sorted(kustomized)
+    for key, obj in kustomized.items():
+        assert json.dumps(charted[key], sort_keys=True) == json.dumps(obj, sort_keys=True), key
+
+
+def webhooks(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [hook for o in objects if o["kind"] in WEBHOOK_KINDS for hook in o["webhooks"]]
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_every_webhook_excludes_kube_system_and_ourselves(scope: str) -> None:
+    for hook in webhooks(render(scope)):
+        expressions = hook["namespaceSelector"]["matchExpressions"]
+        assert {
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": ["kube-system", NAMESPACE],
+        } in expressions, hook["name"]
+        assert hook["sideEffects"] == "NoneOnDryRun"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert 1 <= hook["timeoutSeconds"] <= 10
+
+
+def test_scopes_select_namespaces_as_documented() -> None:
+    opt_in = {
+        "key": "stateful-guard.io/mode",
+        "operator": "In",
+        "values": ["enforce", "warn", "audit"],
+    }
+    opt_out = {"key": "stateful-guard.io/mode", "operator": "NotIn", "values": ["off"]}
+    for scope, expected in (("namespaced", opt_in), ("cluster-wide", opt_out)):
+        for hook in webhooks(render(scope)):
+            assert expected in hook["namespaceSelector"]["matchExpressions"]
+
+
+def test_rules_cover_what_the_policies_need() -> None:
+    seen = set()
+    for hook in webhooks(render("namespaced")):
+        for rule in hook["rules"]:
+            for resource in rule["resources"]:
+                for op in rule["operations"]:
+                    seen.add((hook["clientConfig"]["service"]["path"], resource, op))
+    needed = {
+        ("/validate", "pods", "DELETE"),
+        ("/mutate", "statefulsets", "CREATE"),
+        ("/mutate", "persistentvolumeclaims", "CREATE"),
+        ("/validate", "statefulsets", "CREATE"),
+        ("/validate", "statefulsets/scale", "UPDATE"),
+        ("/validate", "persistentvolumeclaims", "DELETE"),
+        ("/validate", "persistentvolumeclaims", "CREATE"),
+    }
+    assert needed <= seen
+
+
+def test_failure_policies_match_what_each_webhook_guards() -> None:
+    policy = {hook["name"]: hook["failurePolicy"] for hook in webhooks(render("namespaced"))}
+    assert policy == {
+        "mutate.stateful-guard.io": "Ignore",
+        "pods.stateful-guard.io": "Fail",
+        "data.stateful-guard.io": "Fail",
+        "workloads.stateful-guard.io": "Ignore",
+    }
+    text = (ROOT / "deploy" / "base" / "webhooks.yaml").read_text()
+    assert text.count("# Fail:") == 2 and text.count("# Ignore:") == 2, "a reason beside each"
+
+
+def test_the_shipped_config_loads() -> None:
+    from policies.config import Config
+
+    config = next(o for o in render("namespaced") if o["kind"] == "ConfigMap")
+    Config.from_yaml(config["data"]["config.yaml"])
+
+
+def test_deployment_runs_restricted() -> None:
+    deployment = keyed(render("namespaced"))[("Deployment", "stateful-guard")]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert deployment["spec"]["replicas"] >= 2
+    assert keyed(render("namespaced"))[("PodDisruptionBudget", "stateful-guard")]
