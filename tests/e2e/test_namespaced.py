@@ -12,12 +12,25 @@ from tests.e2e.cluster import Cluster, Install, headless_service, message, state
 
 
 def bind(cluster: Cluster, namespace: str, pod: str, node: str = "e2e-node-1") -> None:
-    """Schedule a pod as the scheduler would (there is no scheduler): a Binding."""
-    cluster.core.create_namespaced_pod_binding(
-        pod,
-        namespace,
-        {"metadata": {"name": pod}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
-        _preload_content=False,
+    """Schedule a pod as a scheduler would, with a Binding; where the cluster has a real
+    scheduler (kind), wait for it instead."""
+    if not cluster.core.read_namespaced_pod(pod, namespace).spec.node_name:
+        try:
+            cluster.core.create_namespaced_pod_binding(
+                pod,
+                namespace,
+                {
+                    "metadata": {"name": pod},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                },
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # the scheduler was first
+                raise
+    wait_for(
+        lambda: cluster.core.read_namespaced_pod(pod, namespace).spec.node_name,
+        what=f"{pod} scheduled",
     )
 
 
