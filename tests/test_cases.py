@@ -41,7 +41,10 @@ from policies.registry import POLICIES
 from policies.request import AdmissionRequest
 from tests.support import EXAMPLES, load_yaml, request_dict
 from webhook.engine import Engine, Outcome
+from webhook.live import RESOURCES
 from webhook.view import MemoryView
+
+TRIM = {r.kind: r.trim for r in RESOURCES}
 
 CASES = Path(__file__).parent / "cases"
 UPDATE_GOLDEN = os.environ.get("STATEFUL_GUARD_UPDATE_GOLDEN") == "1"
@@ -91,13 +94,19 @@ class Case:
         )
         return AdmissionRequest.model_validate(data)
 
-    def engine(self) -> Engine:
+    def engine(self, *, trimmed: bool = False) -> Engine:
+        """The engine over the case's cluster; `trimmed` keeps of each object only what the
+        live view's cache keeps."""
         config = Config.model_validate(self.spec.get("config") or {})
         if self.spec.get("view", "manifests") == "empty":
             return Engine(MemoryView.empty(), config)
         objects = list(self.spec.get("objects") or [])
         for file in self.spec.get("objectsFrom") or []:
             objects.extend(load_yaml(EXAMPLES / file))
+        if trimmed:
+            objects = [
+                {"kind": o["kind"], **TRIM[o["kind"]](o)} for o in objects if o["kind"] in TRIM
+            ]
         return Engine(MemoryView(objects, default_namespace=self.namespace), config)
 
 
@@ -142,6 +151,19 @@ def test_case(case: Case) -> None:
         assert outcome.patch == json.loads(case.golden.read_text())
     else:
         assert outcome.patch == [], f"unexpected patch (no golden file): {outcome.patch}"
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
+def test_case_on_the_live_views_trimmed_objects(case: Case) -> None:
+    """The live cache keeps only what policies read: every case decides the same on it."""
+    request = case.request()
+    full, trimmed = case.engine().admit(request), case.engine(trimmed=True).admit(request)
+    assert (trimmed.allowed, trimmed.message, trimmed.warnings, trimmed.patch) == (
+        full.allowed,
+        full.message,
+        full.warnings,
+        full.patch,
+    )
 
 
 @pytest.mark.parametrize("case", [c for c in ALL_CASES if c.golden.exists()], ids=lambda c: c.id)
