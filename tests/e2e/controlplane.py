@@ -65,6 +65,15 @@ import (
 """
 
 
+class NoToolchain(RuntimeError):
+    """The Go toolchain is missing, so nothing can be built (and nothing is cached)."""
+
+
+def _need_go() -> None:
+    if shutil.which("go") is None:
+        raise NoToolchain("no Go toolchain: cannot build the test control plane and tools")
+
+
 def say(message: str) -> None:
     print(f"[controlplane] {message}", file=sys.stderr, flush=True)
 
@@ -106,8 +115,7 @@ def build(*, force: bool = False) -> Path:
     """Build the binaries into the cache unless they are there; returns the bin directory."""
     if not force and all((BIN / b).exists() for b in BINARIES):
         return BIN
-    if shutil.which("go") is None:
-        raise RuntimeError("the Go toolchain is needed to build the test control plane")
+    _need_go()
     started = time.monotonic()
     say(
         f"building kube-apiserver and kube-controller-manager {KUBERNETES} and etcd {ETCD} "
@@ -158,6 +166,7 @@ def tool(name: str) -> Path:
     """A rendering tool, built with `go install` into the cache the first time."""
     path = TOOLS_BIN / name
     if not path.exists():
+        _need_go()
         say(f"building {TOOLS[name]} into {TOOLS_BIN}")
         env = {**os.environ, "GOBIN": str(TOOLS_BIN), "CGO_ENABLED": "0"}
         subprocess.run(["go", "install", TOOLS[name]], env=env, check=True)
