@@ -76,6 +76,22 @@ def read_response(conn: ssl.SSLSocket) -> tuple[int, dict[str, object]]:
     return int(head.split()[1]), json.loads(body)
 
 
+FORCE_DELETE = json.dumps(
+    review_body(
+        request_dict(
+            "DELETE", old=statefulset_pod(), namespace="db", options={"gracePeriodSeconds": 0}
+        )
+    )
+).encode()
+
+
+def post_head(length: int) -> bytes:
+    return (
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
 def test_defaults() -> None:
     args = build_parser().parse_args(["serve"])
     assert args.listen == ("127.0.0.1", 8443)
@@ -87,18 +103,9 @@ def test_serve_with_no_flags_makes_certificates_and_answers(
     serving: tuple[subprocess.Popen[str], int, Path],
 ) -> None:
     process, port, ca = serving
-    body = json.dumps(
-        review_body(
-            request_dict(
-                "DELETE", old=statefulset_pod(), namespace="db", options={"gracePeriodSeconds": 0}
-            )
-        )
-    ).encode()
+    body = FORCE_DELETE
     with tls(port, ca) as conn:
-        conn.sendall(
-            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        conn.sendall(post_head(len(body)) + body)
         status, answer = read_response(conn)
     assert status == 200
     assert answer["response"]["allowed"] is False
@@ -117,18 +124,9 @@ def test_sigterm_lets_in_flight_requests_finish(
     serving: tuple[subprocess.Popen[str], int, Path],
 ) -> None:
     process, port, ca = serving
-    body = json.dumps(
-        review_body(
-            request_dict(
-                "DELETE", old=statefulset_pod(), namespace="db", options={"gracePeriodSeconds": 0}
-            )
-        )
-    ).encode()
+    body = FORCE_DELETE
     with tls(port, ca) as conn:
-        conn.sendall(
-            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:100])
-        )
+        conn.sendall(post_head(len(body)) + body[:100])
         time.sleep(0.3)  # the handler is now waiting for the rest of the body
         process.send_signal(signal.SIGTERM)
         time.sleep(0.5)

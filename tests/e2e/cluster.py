@@ -7,9 +7,11 @@ import base64
 import copy
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -237,8 +239,6 @@ class LocalWebhook:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        import ssl
-        import urllib.request
 
         context = ssl.create_default_context(cafile=str(self.certs.ca_cert))
 

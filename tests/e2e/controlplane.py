@@ -12,6 +12,7 @@ certificates and client-certificate users come from our own `certs/` code.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,8 +182,6 @@ def free_port() -> int:
 
 
 def kubeconfig(path: Path, *, server: str, ca: KeyPair, user: KeyPair, name: str) -> Path:
-    import base64
-
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
@@ -249,7 +249,7 @@ class ControlPlane:
         )
         self.processes.append((name, process))
 
-    def _wait(self, name: str, check: callable, timeout: float = 90) -> None:  # type: ignore[valid-type]
+    def _wait(self, name: str, check: Callable[[], bool], timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         process = dict(self.processes)[name]
         while time.monotonic() < deadline:
