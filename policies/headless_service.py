@@ -1,8 +1,13 @@
 """headless-service: a StatefulSet names a headless Service that selects its pods.
 
-Rule: on StatefulSet CREATE an empty `spec.serviceName` is set to the set's name. A named
-Service that exists but is not headless (`clusterIP: None`), or whose selector does not
-select the set's pods, is refused.
+Rule: on StatefulSet CREATE an empty `spec.serviceName` is set to the set's name. When the
+named Service does not exist, it is created (a side effect, never on a dry run): headless,
+selecting the set's `matchLabels`, with the pod template's named container ports,
+`publishNotReadyAddresses: true` (peers must find each other before they are ready), and the
+label `app.kubernetes.io/managed-by: stateful-guard`; a background reconcile gives it an
+ownerReference to the set once the set exists, and deletes it if the set never appears. A
+named Service that exists but is not headless (`clusterIP: None`), or whose selector does
+not select the set's pods, is refused.
 
 Why: the stable network identity a StatefulSet promises (`mysql-0.mysql.db.svc`) exists only
 through a headless Service that selects its pods. With a normal Service, or one selecting
@@ -16,17 +21,83 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import Match, Policy, Result, Review
+from policies.base import Create, Match, Policy, Result, Review
 from policies.objects import metadata, name_of, pod_template_labels, ref, spec
 from policies.view import SERVICE
 
 CREATE = frozenset({"CREATE"})
 
 
+MANAGED_BY = {"app.kubernetes.io/managed-by": "stateful-guard"}
+SET_ANNOTATION = "stateful-guard.io/statefulset"
+
+
+def service_for(stateful_set: Mapping[str, Any], name: str, namespace: str) -> dict[str, Any]:
+    """The headless Service a set needs: its pods' labels, its named ports."""
+    set_spec = spec(stateful_set)
+    selector = set_spec.get("selector") or {}
+    match_labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
+    ports = []
+    template = set_spec.get("template") or {}
+    for container in spec(template).get("containers") or []:
+        for port in container.get("ports") or [] if isinstance(container, Mapping) else []:
+            if isinstance(port, Mapping) and port.get("name") and port.get("containerPort"):
+                ports.append(
+                    {
+                        "name": port["name"],
+                        "port": port["containerPort"],
+                        "targetPort": port["name"],
+                        "protocol": port.get("protocol", "TCP"),
+                    }
+                )
+    service_spec: dict[str, Any] = {
+        "clusterIP": "None",
+        "selector": dict(match_labels or {}),
+        "publishNotReadyAddresses": True,
+    }
+    if ports:
+        service_spec["ports"] = ports
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(MANAGED_BY),
+            "annotations": {SET_ANNOTATION: name_of(stateful_set)},
+        },
+        "spec": service_spec,
+    }
+
+
+def _missing_service(review: Review, service_name: str) -> Result:
+    """Create the named Service when the view knows it is missing."""
+    namespace = review.namespace
+    if not review.view.has(SERVICE) or review.view.get(SERVICE, namespace, service_name):
+        return Result.allow()
+    assert review.object is not None
+    selector = spec(review.object).get("selector") or {}
+    if not (isinstance(selector, Mapping) and selector.get("matchLabels")):
+        owner = ref("StatefulSet", namespace, review.request.object_name)
+        return Result.warn(
+            f"{owner}: Service {namespace}/{service_name} does not exist and the set's selector "
+            "has no matchLabels to give one; create a headless Service selecting its pods.",
+            short=f"{owner}: Service {service_name} missing; create it headless",
+        )
+    return Result.effect(
+        Create(
+            service_for(review.object, service_name, namespace),
+            f"create headless Service {namespace}/{service_name}",
+        )
+    )
+
+
 def mutate(review: Review) -> Result:
     set_spec = spec(review.object)
-    if review.object is None or set_spec.get("serviceName"):
+    if review.object is None:
         return Result.allow()
+    if set_spec.get("serviceName"):
+        return _missing_service(review, str(set_spec["serviceName"]))
     name = name_of(review.object)
     if not name:
         prefix = metadata(review.object).get("generateName", "")
@@ -37,7 +108,7 @@ def mutate(review: Review) -> Result:
             short=f"{owner}: a generated name cannot name its Service; set spec.serviceName",
         )
     review.object.setdefault("spec", set_spec)["serviceName"] = name
-    return Result.changed(f"set spec.serviceName to {name}")
+    return Result.changed(f"set spec.serviceName to {name}") + _missing_service(review, name)
 
 
 def _selector_text(selector: Mapping[str, Any]) -> str:
@@ -57,11 +128,7 @@ def validate(review: Review) -> Result:
         )
     service = review.view.get(SERVICE, namespace, service_name)
     if service is None:
-        return Result.warn(
-            f"{owner}: {service_ref} does not exist; create it headless (clusterIP: None) "
-            "selecting the set's pods",
-            short=f"{owner}: {service_ref} does not exist; create it headless",
-        )
+        return Result.allow()  # the mutation creates it
     service_spec = service.get("spec") or {}
     cluster_ip = service_spec.get("clusterIP")
     if cluster_ip != "None":

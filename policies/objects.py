@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 Obj = dict[str, Any]
@@ -16,9 +16,11 @@ KUBE_CONTROLLER_ACCOUNTS = frozenset(
         "pod-garbage-collector",
         "node-controller",
         "statefulset-controller",
+        "deployment-controller",
         "namespace-controller",
         "generic-garbage-collector",
         "persistent-volume-binder",
+        "pvc-protection-controller",
         "taint-eviction-controller",
     )
 )
@@ -98,3 +100,50 @@ def claim_names_of_pod(pod: Mapping[str, Any] | None) -> list[str]:
         if isinstance(source, Mapping) and isinstance(source.get("claimName"), str):
             names.append(source["claimName"])
     return names
+
+
+def replicas(stateful_set: Mapping[str, Any] | None) -> int:
+    """spec.replicas as the API server defaults it (1 when unset)."""
+    value = spec(stateful_set).get("replicas")
+    return value if isinstance(value, int) else 1
+
+
+def ordinal_start(stateful_set: Mapping[str, Any] | None) -> int:
+    ordinals = spec(stateful_set).get("ordinals")
+    start = ordinals.get("start") if isinstance(ordinals, Mapping) else None
+    return start if isinstance(start, int) else 0
+
+
+def ordinals(stateful_set: Mapping[str, Any] | None, count: int | None = None) -> range:
+    """The ordinals a set runs: [start, start + replicas), per `spec.ordinals.start`."""
+    start = ordinal_start(stateful_set)
+    return range(start, start + (replicas(stateful_set) if count is None else count))
+
+
+def claim_owner(
+    claim: str, stateful_sets: Iterable[Mapping[str, Any]]
+) -> tuple[Mapping[str, Any], str, int] | None:
+    """(set, template, ordinal) for a claim named `<template>-<set>-<ordinal>`.
+
+    Claims carry no label naming their set or ordinal, and names may contain dashes, so the
+    name is matched against the sets that exist (the longest set name wins)."""
+    best: tuple[Mapping[str, Any], str, int] | None = None
+    for stateful_set in stateful_sets:
+        name = name_of(stateful_set)
+        for template in claim_templates(stateful_set):
+            prefix = f"{name_of(template)}-{name}-"
+            rest = claim[len(prefix) :]
+            canonical = rest.isdigit() and (rest == "0" or rest[0] != "0")
+            longer = best is None or len(name) > len(name_of(best[0]))
+            if claim.startswith(prefix) and canonical and longer:
+                best = (stateful_set, name_of(template), int(rest))
+    return best
+
+
+def int_annotation(obj: Mapping[str, Any] | None, key: str) -> int | str | None:
+    """An annotation's whole-number value; None when absent; the raw text when invalid."""
+    raw = annotations_of(obj).get(key)
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return int(text) if text.isdigit() else str(raw)

@@ -21,6 +21,7 @@ RESOURCES = {
     "StatefulSet": ("apps", "apps/v1", "statefulsets"),
     "Deployment": ("apps", "apps/v1", "deployments"),
     "ReplicaSet": ("apps", "apps/v1", "replicasets"),
+    "Scale": ("apps", "apps/v1", "statefulsets"),  # the statefulsets/scale subresource
 }
 _uids = itertools.count(1)
 

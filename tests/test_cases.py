@@ -20,8 +20,9 @@ Case format:
     expect:
       allowed: true
       message: [substrings of the denial]
-      warnings: [substrings, each found in some warning]   # [] means: no warnings
+      warnings: [substrings, each found in some warning]   # []: none from this policy
       annotations: [audit annotation keys]
+      sideEffects: [descriptions, exactly]
 """
 
 from __future__ import annotations
@@ -125,15 +126,17 @@ def _check(case: Case, outcome: Outcome) -> None:
     for part in expect.get("message", []):
         assert part in outcome.message, f"{part!r} not in {outcome.message!r}"
     if not expect["allowed"]:
-        assert outcome.message.startswith(f"[{case.policy}] "), outcome.message
+        assert f"[{case.policy}] " in outcome.message, outcome.message
     if "warnings" in expect:
-        if not expect["warnings"]:
-            assert outcome.warnings == []
+        if not expect["warnings"]:  # no warnings from this case's policy
+            assert [w for w in outcome.warnings if w.startswith(f"[{case.policy}]")] == []
         for part in expect["warnings"]:
             assert any(part in w for w in outcome.warnings), f"{part!r} not in {outcome.warnings}"
     for warning in outcome.warnings:
         assert len(warning) <= 120 and "\n" not in warning, warning
         assert not warning.endswith("…"), f"policy warning needed truncation: {warning}"
+    if "sideEffects" in expect:
+        assert [e.description for e in outcome.side_effects] == expect["sideEffects"]
     for key in expect.get("annotations", []):
         assert key in outcome.audit_annotations, outcome.audit_annotations
 

@@ -102,7 +102,11 @@ def test_warn_mode_mutator_changes_nothing_and_says_what_it_would_do() -> None:
     request = make_request("CREATE", a_set(selector={"matchLabels": {"app": "web"}}))
     outcome = Engine(MemoryView(), config).mutate(request)
     assert outcome.patch == []
-    assert outcome.warnings == ["[headless-service] would set spec.serviceName to web"]
+    assert outcome.warnings == [
+        "[headless-service] would set spec.serviceName to web",
+        "[headless-service] would create headless Service default/web",
+    ]
+    assert outcome.side_effects == []
 
 
 def test_mutations_compose_in_order_each_seeing_the_last() -> None:
@@ -202,7 +206,9 @@ def test_only_matching_policies_run() -> None:
     assert [p.id for p in engine.policies_for("mutate", create)] == [
         "headless-service",
         "storage-class",
+        "server-id",
     ]
+    assert [p.id for p in engine.policies_for("validate", scale)] == ["pvc-protection", "quorum"]
 
 
 def test_admit_validates_the_mutated_object() -> None:

@@ -78,8 +78,8 @@ async def test_validate_never_returns_a_patch(client: TestClient) -> None:
     assert body["response"]["allowed"] is True
     assert "patch" not in body["response"]
     assert body["response"]["warnings"] == [
-        "[headless-service] StatefulSet default/mysql: Service default/mysql does not exist; "
-        "create it headless"
+        "[stateful-practices] would deny: StatefulSet default/mysql: container mysql has no "
+        "readinessProbe (OrderedReady)",
     ]
 
 

@@ -15,7 +15,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from policies.base import FailureMode, Finding, Mode, Policy, PolicyFunc, Result, Review
+from policies.base import (
+    Create,
+    FailureMode,
+    Finding,
+    Mode,
+    Policy,
+    PolicyFunc,
+    Result,
+    Review,
+)
 from policies.config import Config
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
@@ -61,12 +70,14 @@ class Outcome:
     audit_annotations: dict[str, str] = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
     object: dict[str, Any] | None = None  # the object after enforced mutations
+    side_effects: list[Create] = field(default_factory=list)  # enforced, never on dry run
 
 
 class _Verdicts:
     """Collects results, turning each into its mode's effect (the one place modes apply)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, dry_run: bool) -> None:
+        self.dry_run = dry_run
         self.outcome = Outcome()
         self._denials: list[str] = []
         self._warning_chars = 0
@@ -90,6 +101,8 @@ class _Verdicts:
             decision = (
                 "deny" if denials else "patch" if result.changes else "warn" if lines else "allow"
             )
+            if not denials and not self.dry_run:
+                self.outcome.side_effects.extend(result.side_effects)
         elif mode is Mode.WARN:
             messages = [f"[{pid}] would deny: {d.short}" for d in denials]
             messages += [f"[{pid}] {w.short}" for w in warnings]
@@ -180,7 +193,7 @@ class Engine:
 
     def mutate(self, request: AdmissionRequest) -> Outcome:
         """Run the mutators in order on one copy each; adopt enforced edits; diff once."""
-        verdicts = _Verdicts()
+        verdicts = _Verdicts(dry_run=request.dry_run)
         original = request.object
         current = original
         for policy in self.policies_for("mutate", request):
@@ -199,7 +212,7 @@ class Engine:
         return outcome
 
     def validate(self, request: AdmissionRequest) -> Outcome:
-        verdicts = _Verdicts()
+        verdicts = _Verdicts(dry_run=request.dry_run)
         for policy in self.policies_for("validate", request):
             mode = self.mode_for(policy, request.namespace)
             if mode is Mode.OFF:
@@ -222,6 +235,7 @@ class Engine:
         validated.warnings[:0] = mutated.warnings
         validated.audit_annotations = {**mutated.audit_annotations, **validated.audit_annotations}
         validated.verdicts[:0] = mutated.verdicts
+        validated.side_effects[:0] = mutated.side_effects
         return validated
 
     def _run(

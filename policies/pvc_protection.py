@@ -1,0 +1,172 @@
+"""pvc-protection: never delete a StatefulSet's data while the set still needs it.
+
+Rule:
+- PVC DELETE of a claim `<template>-<set>-<ordinal>` whose set exists and whose ordinal is in
+  range (`[ordinals.start, ordinals.start + replicas)`) is refused; a claim of a scaled-down
+  ordinal is allowed with a warning.
+- PVC UPDATE that removes the `kubernetes.io/pvc-protection` finalizer from such a claim is
+  refused (Kubernetes' own pvc-protection controller may, once the claim is unused).
+- StatefulSet DELETE, and scaling a set down (UPDATE of `spec.replicas`, or the `scale`
+  subresource), are refused when its `persistentVolumeClaimRetentionPolicy` would delete
+  claims (`whenDeleted` / `whenScaled: Delete`), unless the set is annotated
+  `stateful-guard.io/allow-data-deletion`.
+
+Why: a claim deleted under a running pod lives on only until the pod restarts; then it is
+gone and the set re-creates it empty: that member's data is lost. The finalizer is what
+delays that, and a retention policy of Delete makes deleting or scaling a set delete data.
+
+The scale subresource carries no labels or annotations: the set is read from the cluster
+view, and a set the view does not know is decided by the failure mode (closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from policies.base import FailureMode, Match, Policy, Result, Review
+from policies.objects import (
+    annotations_of,
+    claim_owner,
+    is_kubernetes_controller,
+    metadata,
+    name_of,
+    ordinals,
+    ref,
+    replicas,
+    spec,
+)
+from policies.view import STATEFUL_SET
+
+ALLOW_ANNOTATION = "stateful-guard.io/allow-data-deletion"
+FINALIZER = "kubernetes.io/pvc-protection"
+
+
+def _retention(stateful_set: Mapping[str, Any] | None, when: str) -> str:
+    policy = spec(stateful_set).get("persistentVolumeClaimRetentionPolicy")
+    value = policy.get(when) if isinstance(policy, Mapping) else None
+    return value if isinstance(value, str) else "Retain"
+
+
+def _allowed(obj: Mapping[str, Any] | None) -> bool:
+    return bool(str(annotations_of(obj).get(ALLOW_ANNOTATION, "")).strip())
+
+
+def _claim(review: Review) -> Result:
+    request = review.request
+    claim = request.old_object
+    name = request.object_name
+    owner = ref("PVC", request.namespace, name)
+    if not review.view.has(STATEFUL_SET):
+        return Result.cannot_decide(
+            f"{owner}: cannot tell its StatefulSet, the cluster view has no StatefulSets"
+        )
+    found = claim_owner(name, review.view.list(STATEFUL_SET, request.namespace))
+    if found is None:
+        return Result.allow()
+    stateful_set, template, ordinal = found
+    set_name = name_of(stateful_set)
+    in_range = ordinal in ordinals(stateful_set)
+    if request.operation == "DELETE":
+        if not in_range:
+            return Result.warn(
+                f"{owner} held ordinal {ordinal} of StatefulSet {set_name}, now scaled below it; "
+                "its data is gone for good, and scaling up again starts that member empty.",
+                short=f"{owner}: data of scaled-down {set_name}-{ordinal} is deleted for good",
+            )
+        if _allowed(claim) or _allowed(stateful_set):
+            return Result.allow()
+        return Result.deny(
+            f"{owner} is claim template {template} of StatefulSet {set_name}, ordinal {ordinal} "
+            f"(running ordinals {_span(stateful_set)}); deleted now, it is gone when "
+            f"{set_name}-{ordinal} restarts and the set re-creates it empty. Scale the set "
+            f"below {ordinal} first, or annotate the claim {ALLOW_ANNOTATION}=<reason>.",
+            short=f"{owner}: in use by StatefulSet {set_name} (ordinal {ordinal}); "
+            "scale down first",
+        )
+    # UPDATE: only the removal of the protection finalizer matters.
+    removed = FINALIZER in _finalizers(request.old_object) and FINALIZER not in _finalizers(
+        request.object
+    )
+    if not removed or not in_range or is_kubernetes_controller(request.user_info.username):
+        return Result.allow()
+    if _allowed(claim) or _allowed(stateful_set):
+        return Result.allow()
+    return Result.deny(
+        f"{owner}: removing finalizer {FINALIZER} lets the claim of {set_name}-{ordinal} "
+        "(StatefulSet still running it) be deleted under the pod. Keep the finalizer; "
+        f"Kubernetes removes it once no pod uses the claim.",
+        short=f"{owner}: keep finalizer {FINALIZER}; {set_name}-{ordinal} still uses it",
+    )
+
+
+def _finalizers(obj: Mapping[str, Any] | None) -> list[Any]:
+    value = metadata(obj).get("finalizers")
+    return value if isinstance(value, list) else []
+
+
+def _span(stateful_set: Mapping[str, Any]) -> str:
+    running = ordinals(stateful_set)
+    return f"{running.start}-{running.stop - 1}" if len(running) else "none"
+
+
+def _set(review: Review) -> Result:
+    request = review.request
+    owner = ref("StatefulSet", request.namespace, request.object_name)
+    scale = request.sub_resource == "scale"
+    if scale:
+        stateful_set = review.view.get(STATEFUL_SET, request.namespace, request.object_name)
+        if stateful_set is None:
+            return Result.cannot_decide(
+                f"{owner}: scale request, and the cluster view does not have the set to read "
+                "its retention policy"
+            )
+    else:
+        stateful_set = request.old_object
+    if request.operation == "DELETE":
+        if _retention(stateful_set, "whenDeleted") != "Delete" or _allowed(stateful_set):
+            return Result.allow()
+        return Result.deny(
+            f"{owner} has persistentVolumeClaimRetentionPolicy.whenDeleted: Delete; deleting "
+            f"it deletes the data of all its members. Set whenDeleted: Retain first, or "
+            f"annotate the set {ALLOW_ANNOTATION}=<reason>.",
+            short=f"{owner}: deleting it deletes its claims (whenDeleted: Delete)",
+        )
+    old, new = replicas(request.old_object), replicas(request.object)
+    if new >= old:
+        return Result.allow()
+    current = request.object if not scale else stateful_set
+    if _retention(current, "whenScaled") != "Delete" or _allowed(current):
+        return Result.allow()
+    lost = ", ".join(f"{request.object_name}-{o}" for o in ordinals(stateful_set, old)[new:])
+    return Result.deny(
+        f"{owner} has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; scaling from "
+        f"{old} to {new} deletes the data of {lost}. Set whenScaled: Retain first, or annotate "
+        f"the set {ALLOW_ANNOTATION}=<reason>.",
+        short=f"{owner}: scaling {old}->{new} deletes claims (whenScaled: Delete)",
+    )
+
+
+def validate(review: Review) -> Result:
+    if review.request.resource.resource == "persistentvolumeclaims":
+        return _claim(review)
+    return _set(review)
+
+
+CHANGES = frozenset({"UPDATE", "DELETE"})
+POLICY = Policy(
+    id="pvc-protection",
+    rationale="A claim deleted under its StatefulSet comes back empty: that member's data is lost.",
+    matches=(
+        Match(group="", resource="persistentvolumeclaims", operations=CHANGES),
+        Match(group="apps", resource="statefulsets", operations=CHANGES),
+        Match(
+            group="apps",
+            resource="statefulsets",
+            operations=frozenset({"UPDATE"}),
+            subresource="scale",
+        ),
+    ),
+    validate=validate,
+    default_failure_mode=FailureMode.CLOSED,
+)

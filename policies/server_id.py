@@ -1,0 +1,188 @@
+"""server-id: give each StatefulSet pod an application id derived from its ordinal.
+
+Rule: on StatefulSet CREATE and UPDATE, a set annotated `stateful-guard.io/server-id:
+mysql|zookeeper|kafka|generic` (offset: `stateful-guard.io/server-id-offset`) gets, in its
+pod template, an init container that derives the pod's ordinal (the
+`apps.kubernetes.io/pod-index` label through the downward API; the hostname's numeric suffix
+as fallback) and writes the id where the application reads it, on a shared emptyDir that is
+mounted into every app container; and the env `POD_ORDINAL` in every app container.
+
+Why: replicated databases need a unique, stable id per member (MySQL's server-id, ZooKeeper's
+myid, Kafka's broker.id). Hand-written init scripts (the Kubernetes docs' MySQL example
+parses `hostname`) are copied from set to set and get the offset or the parsing wrong; two
+members with one id corrupt replication. The id follows the pod's true ordinal, so it stays
+stable when `spec.ordinals.start` moves pods between sets.
+
+Idempotent: applying it to its own output changes nothing. Removing the annotation does not
+remove the init container (a running database must not lose its id on an edit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.base import Match, Policy, Result, Review
+from policies.objects import annotations_of, ref, spec
+
+ANNOTATION = "stateful-guard.io/server-id"
+OFFSET_ANNOTATION = "stateful-guard.io/server-id-offset"
+INIT_NAME = "stateful-guard-server-id"
+VOLUME = "stateful-guard-server-id"
+INIT_DIR = "/stateful-guard"
+APP_DIR = "/var/run/stateful-guard"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+
+
+@dataclass(frozen=True)
+class Preset:
+    file: str  # written in the shared volume
+    content: str  # printf format, one %d for the id
+    offset: int  # MySQL reserves 0; ZooKeeper's myid counts from 1
+    app_path: str | None = None  # also mounted (subPath) where the application reads it
+
+
+PRESETS = {
+    "mysql": Preset(
+        "server-id.cnf",
+        r"[mysqld]\nserver-id=%d\n",
+        100,
+        "/etc/mysql/conf.d/stateful-guard-server-id.cnf",
+    ),
+    "zookeeper": Preset("myid", r"%d\n", 1),
+    "kafka": Preset("broker.id", r"broker.id=%d\n", 0),
+    "generic": Preset("server-id", r"%d\n", 0),
+}
+
+# POSIX sh (busybox): the ordinal from the pod-index label, else the hostname's suffix.
+SCRIPT = """set -eu
+ordinal="${POD_INDEX:-}"
+case "$ordinal" in ''|*[!0-9]*) ordinal="${HOSTNAME##*-}" ;; esac
+case "$ordinal" in
+  ''|*[!0-9]*) echo "stateful-guard: no ordinal in label or hostname '$HOSTNAME'" >&2; exit 1 ;;
+esac
+id=$((SERVER_ID_OFFSET + ordinal))
+printf "$SERVER_ID_FORMAT" "$id" > "$SERVER_ID_DIR/$SERVER_ID_FILE.tmp"
+mv "$SERVER_ID_DIR/$SERVER_ID_FILE.tmp" "$SERVER_ID_DIR/$SERVER_ID_FILE"
+echo "stateful-guard: ordinal $ordinal, id $id -> $SERVER_ID_FILE"
+"""
+
+
+def _env(name: str, value: str) -> dict[str, str]:
+    return {"name": name, "value": value}
+
+
+POD_ORDINAL = {
+    "name": "POD_ORDINAL",
+    "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}},
+}
+
+
+def init_container(preset: Preset, offset: int, image: str) -> dict[str, Any]:
+    return {
+        "name": INIT_NAME,
+        "image": image,
+        "command": ["sh", "-c", SCRIPT],
+        "env": [
+            {"name": "POD_INDEX", "valueFrom": POD_ORDINAL["valueFrom"]},
+            _env("SERVER_ID_OFFSET", str(offset)),
+            _env("SERVER_ID_FORMAT", preset.content),
+            _env("SERVER_ID_FILE", preset.file),
+            _env("SERVER_ID_DIR", INIT_DIR),
+        ],
+        "volumeMounts": [{"name": VOLUME, "mountPath": INIT_DIR}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def _preset(review: Review) -> tuple[str, Preset, int] | Result:
+    notes = annotations_of(review.object)
+    name = str(notes.get(ANNOTATION, "")).strip()
+    if not name:
+        return Result.allow()
+    owner = ref("StatefulSet", review.namespace, review.request.object_name)
+    if name not in PRESETS:
+        return Result.deny(
+            f"{owner}: annotation {ANNOTATION}={name!r} names no preset; use one of "
+            f"{', '.join(PRESETS)}.",
+            short=f"{owner}: {ANNOTATION}={name!r} is not one of {'|'.join(PRESETS)}",
+        )
+    preset = PRESETS[name]
+    raw = notes.get(OFFSET_ANNOTATION)
+    if raw is None:
+        return name, preset, preset.offset
+    try:
+        offset = int(str(raw))
+    except ValueError:
+        offset = -1
+    if offset < 0:
+        return Result.deny(
+            f"{owner}: annotation {OFFSET_ANNOTATION}={raw!r} must be a whole number >= 0.",
+            short=f"{owner}: {OFFSET_ANNOTATION}={raw!r} is not a whole number >= 0",
+        )
+    return name, preset, offset
+
+
+def _put(items: list[dict[str, Any]], item: dict[str, Any], *, first: bool = False) -> bool:
+    """Set the entry with item's name to item; True when that changed anything."""
+    for index, existing in enumerate(items):
+        if existing.get("name") == item["name"]:
+            if existing == item:
+                return False
+            items[index] = item
+            return True
+    if first:
+        items.insert(0, item)
+    else:
+        items.append(item)
+    return True
+
+
+def mutate(review: Review) -> Result:
+    chosen = _preset(review)
+    if isinstance(chosen, Result):
+        return Result.allow()  # refused, with the reason, by validate
+    name, preset, offset = chosen
+    template = spec(review.object).setdefault("template", {})
+    pod = template.setdefault("spec", {})
+    image = review.config.server_id.image
+    changed = _put(
+        pod.setdefault("initContainers", []), init_container(preset, offset, image), first=True
+    )
+    changed |= _put(pod.setdefault("volumes", []), {"name": VOLUME, "emptyDir": {}})
+    mounts = [{"name": VOLUME, "mountPath": APP_DIR}]
+    if preset.app_path:
+        mounts.append({"name": VOLUME, "mountPath": preset.app_path, "subPath": preset.file})
+    for container in pod.get("containers") or []:
+        existing = container.setdefault("volumeMounts", [])
+        for mount in mounts:
+            if mount not in existing:
+                existing.append(mount)
+                changed = True
+        changed |= _put(container.setdefault("env", []), POD_ORDINAL)
+    if not changed:
+        return Result.allow()
+    return Result.changed(
+        f"add the {name} server-id init container ({preset.file}, offset {offset})"
+    )
+
+
+def validate(review: Review) -> Result:
+    chosen = _preset(review)
+    return chosen if isinstance(chosen, Result) else Result.allow()
+
+
+POLICY = Policy(
+    id="server-id",
+    rationale="Two members with one server id corrupt replication.",
+    matches=(
+        Match(group="apps", resource="statefulsets", operations=frozenset({"CREATE", "UPDATE"})),
+    ),
+    mutate=mutate,
+    validate=validate,
+)

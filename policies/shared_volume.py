@@ -1,0 +1,89 @@
+"""shared-volume: every replica needs a disk of its own.
+
+Rule: a StatefulSet, Deployment or ReplicaSet (CREATE/UPDATE) with more than one replica
+whose pod template mounts a ReadWriteOnce or ReadWriteOncePod claim through a plain
+`persistentVolumeClaim` volume is refused. The claim's access modes come from the cluster
+view; a claim the view does not know gets a warning, not a guess.
+
+Why: a ReadWriteOnce volume attaches to one node. The second replica either hangs in
+ContainerCreating (Multi-Attach error) or, on the same node, opens the same files as the
+first: two database processes on one data directory corrupt it. Stateful replicas each
+need their own claim: `volumeClaimTemplates`.
+
+ReplicaSets made by the Deployment controller are not judged again (their Deployment was).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from policies.base import Match, Policy, Result, Review
+from policies.objects import is_kubernetes_controller, ref, spec
+from policies.view import CLAIM
+
+SINGLE_WRITER = frozenset({"ReadWriteOnce", "ReadWriteOncePod"})
+SHARED = frozenset({"ReadWriteMany", "ReadOnlyMany"})
+KINDS = {"statefulsets": "StatefulSet", "deployments": "Deployment", "replicasets": "ReplicaSet"}
+
+
+def _claims(workload: Mapping[str, Any] | None) -> list[str]:
+    template = spec(workload).get("template")
+    volumes = spec(template if isinstance(template, Mapping) else None).get("volumes")
+    names = []
+    for volume in volumes if isinstance(volumes, list) else []:
+        source = volume.get("persistentVolumeClaim") if isinstance(volume, Mapping) else None
+        if isinstance(source, Mapping) and isinstance(source.get("claimName"), str):
+            names.append(source["claimName"])
+    return names
+
+
+def validate(review: Review) -> Result:
+    request = review.request
+    workload = review.object
+    count = spec(workload).get("replicas", 1)
+    if not isinstance(count, int) or count <= 1:
+        return Result.allow()
+    if request.resource.resource == "replicasets" and is_kubernetes_controller(
+        request.user_info.username
+    ):
+        return Result.allow()
+    owner = ref(
+        KINDS.get(request.resource.resource, request.kind.kind),
+        request.namespace,
+        request.object_name,
+    )
+    result = Result.allow()
+    for name in dict.fromkeys(_claims(workload)):
+        claim = review.view.get(CLAIM, request.namespace, name)
+        if claim is None:
+            result += Result.warn(
+                f"{owner}: {count} replicas mount claim {name}, which the cluster view does "
+                "not have; if it is ReadWriteOnce they cannot share it.",
+                short=f"{owner}: claim {name} unknown; {count} replicas cannot share an RWO claim",
+            )
+            continue
+        modes = set(spec(claim).get("accessModes") or [])
+        if modes & SINGLE_WRITER and not modes & SHARED:
+            shown = "/".join(sorted(modes & SINGLE_WRITER))
+            return result + Result.deny(
+                f"{owner}: {count} replicas mount the {shown} claim {name}; it attaches to one "
+                "node and one writer, so the others hang or corrupt its data. Give each "
+                "replica its own claim (a StatefulSet's volumeClaimTemplates), or run 1 "
+                "replica.",
+                short=f"{owner}: {count} replicas share {shown} claim {name}; give each its own",
+            )
+    return result
+
+
+WORKLOADS = frozenset({"CREATE", "UPDATE"})
+POLICY = Policy(
+    id="shared-volume",
+    rationale="Replicas sharing one ReadWriteOnce disk hang or corrupt it.",
+    matches=(
+        Match(group="apps", resource="statefulsets", operations=WORKLOADS),
+        Match(group="apps", resource="deployments", operations=WORKLOADS),
+        Match(group="apps", resource="replicasets", operations=WORKLOADS),
+    ),
+    validate=validate,
+)
