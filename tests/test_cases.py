@@ -136,7 +136,7 @@ def _check(case: Case, outcome: Outcome) -> None:
         assert len(warning) <= 120 and "\n" not in warning, warning
         assert not warning.endswith("…"), f"policy warning needed truncation: {warning}"
     if "sideEffects" in expect:
-        assert [e.description for e in outcome.side_effects] == expect["sideEffects"]
+        assert [e.description for _, e in outcome.side_effects] == expect["sideEffects"]
     for key in expect.get("annotations", []):
         assert key in outcome.audit_annotations, outcome.audit_annotations
 

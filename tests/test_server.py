@@ -215,3 +215,17 @@ async def test_readyz_waits_for_the_view(client: TestClient) -> None:
     client.app[STATE].ready = lambda: False
     response = await client.get("/readyz")
     assert response.status == 503
+
+
+async def test_side_effect_without_a_cluster_is_reported(client: TestClient) -> None:
+    request = request_dict("CREATE", example("mysql-replicated.yaml", "StatefulSet"))
+    _, body = await post(client, "/mutate", review_body(request))
+    assert (
+        "[headless-service] cannot create headless Service default/mysql: no connection to the "
+        "cluster (serve --kubeconfig or --in-cluster)"
+    ) in body["response"]["warnings"]
+    metrics = await (await client.get("/metrics")).text()
+    assert (
+        'stateful_guard_side_effects_total{policy="headless-service",result="skipped"} 1.0'
+        in metrics
+    )

@@ -36,7 +36,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
     certs = files.issue(tmp_path, service="stateful-guard", namespace="sg")
     tls = ReloadingContext(certs.cert, certs.key)
     state = ServerState(
-        engine=Engine(MemoryView()), metrics=Metrics(), tls=tls, cert_reload_interval=0.05
+        engine=Engine(MemoryView()), metrics=Metrics(), jobs=[lambda: tls.watch(0.05)]
     )
     runner = web.AppRunner(make_app(state))
     await runner.setup()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +17,14 @@ from policies.config import Config, ConfigError
 from policies.view import ClusterView
 from webhook import logs
 from webhook.engine import Engine
+from webhook.lease import LeaseElector
 from webhook.live import LiveView, api_client
 from webhook.manifests import ManifestError, load
 from webhook.metrics import Metrics
-from webhook.server import ServerState, make_app, serve
+from webhook.reconcile import reconcile_loop
+from webhook.server import Job, ServerState, make_app, serve
 from webhook.view import MemoryView
+from webhook.writer import ClusterWriter
 
 log = logging.getLogger("stateful_guard.cli")
 
@@ -48,11 +52,36 @@ def load_config(path: Path | None) -> Config:
 
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
+    if made:
+        log.info(
+            "made a local CA and serving certificate",
+            extra={"ca": str(certs.ca_cert), "cert": str(certs.cert)},
+        )
+    tls = ReloadingContext(certs.cert, certs.key, args.client_ca)
+    metrics = Metrics()
+    metrics.cert_reloads.set_function(lambda: tls.reloads)
+    jobs: list[Job] = [lambda: tls.watch(args.cert_reload_interval)]
     live: LiveView | None = None
+    writer: ClusterWriter | None = None
     view: ClusterView
     if args.kubeconfig or args.in_cluster:
-        live = view = LiveView(api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster))
+        client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
+        live = view = live_view = LiveView(client)
         live.start()
+        metrics.watch_view(live)
+        writer = cluster_writer = ClusterWriter(client)
+        elector = LeaseElector(client, namespace=args.namespace, identity=_identity())
+        jobs.append(elector.run)
+        jobs.append(
+            lambda: reconcile_loop(
+                live_view,
+                cluster_writer,
+                elector,
+                interval=args.reconcile_interval,
+                grace=args.managed_service_grace,
+            )
+        )
         log.info("cluster view from the API server: list+watch started")
     elif args.objects:
         view = MemoryView(m.object for m in load(args.objects))
@@ -63,21 +92,13 @@ def _serve(args: argparse.Namespace) -> int:
             "no cluster view: running without a cluster; policies that need cluster objects "
             "let their failure mode decide (pass --objects FILE to give them some)"
         )
-    certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
-    if made:
-        log.info(
-            "made a local CA and serving certificate",
-            extra={"ca": str(certs.ca_cert), "cert": str(certs.cert)},
-        )
-    tls = ReloadingContext(certs.cert, certs.key, args.client_ca)
     state = ServerState(
         engine=Engine(view, config),
-        metrics=Metrics(),
-        tls=tls,
-        cert_reload_interval=args.cert_reload_interval,
+        metrics=metrics,
         ready=live.ready if live else lambda: True,
+        writer=writer,
+        jobs=jobs,
     )
-    state.metrics.cert_reloads.set_function(lambda: tls.reloads)
     host, port = args.listen
     try:
         asyncio.run(
@@ -96,6 +117,11 @@ def _serve(args: argparse.Namespace) -> int:
         if live is not None:
             live.stop()
     return 0
+
+
+def _identity() -> str:
+    """This replica's name in the Lease: the pod's name in a cluster."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -160,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace", default=DEFAULT_NAMESPACE, help="namespace for the certificate's SANs"
     )
     serve.add_argument("--cert-reload-interval", type=float, default=5.0, metavar="SECONDS")
+    serve.add_argument(
+        "--reconcile-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often the leader reconciles managed headless Services",
+    )
+    serve.add_argument(
+        "--managed-service-grace",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="delete a managed Service whose StatefulSet has not appeared after this long",
+    )
     serve.add_argument(
         "--shutdown-timeout",
         type=float,

@@ -70,7 +70,8 @@ class Outcome:
     audit_annotations: dict[str, str] = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
     object: dict[str, Any] | None = None  # the object after enforced mutations
-    side_effects: list[Create] = field(default_factory=list)  # enforced, never on dry run
+    # (policy id, effect): only from enforced decisions, never on a dry run
+    side_effects: list[tuple[str, Create]] = field(default_factory=list)
 
 
 class _Verdicts:
@@ -102,7 +103,7 @@ class _Verdicts:
                 "deny" if denials else "patch" if result.changes else "warn" if lines else "allow"
             )
             if not denials and not self.dry_run:
-                self.outcome.side_effects.extend(result.side_effects)
+                self.outcome.side_effects.extend((pid, e) for e in result.side_effects)
         elif mode is Mode.WARN:
             messages = [f"[{pid}] would deny: {d.short}" for d in denials]
             messages += [f"[{pid}] {w.short}" for w in warnings]

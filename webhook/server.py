@@ -13,17 +13,18 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
-from certs.reload import ReloadingContext
+from policies.base import Create
 from webhook.admission import AdmissionResponse, ReviewError, encode_response, parse_review
 from webhook.engine import Engine, Outcome
 from webhook.metrics import Metrics
+from webhook.writer import ClusterWriter
 
 log = logging.getLogger("stateful_guard.server")
 
@@ -60,14 +61,18 @@ class InFlight:
         return True
 
 
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
 @dataclass
 class ServerState:
     engine: Engine
     metrics: Metrics
     ready: Callable[[], bool] = lambda: True
-    tls: ReloadingContext | None = None
-    cert_reload_interval: float = 5.0
+    writer: ClusterWriter | None = None  # performs side effects; None without a cluster
+    jobs: list[Job] = field(default_factory=list)  # background loops, run while serving
     in_flight: InFlight = field(default_factory=InFlight)
+    effects: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 STATE = web.AppKey("state", ServerState)
@@ -120,6 +125,7 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
                 outcome = (
                     engine.mutate(admission) if endpoint == "mutate" else engine.validate(admission)
                 )
+                _perform_side_effects(state, admission.namespace, outcome)
                 _log_outcome(endpoint, admission.uid, outcome)
                 answer = AdmissionResponse.from_outcome(admission.uid, outcome)
                 response = web.Response(body=encode_response(answer), content_type=JSON)
@@ -127,6 +133,40 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
         response = json_error(413, f"body larger than {MAX_BODY} bytes")
     state.metrics.record(endpoint, response.status, time.perf_counter() - started, outcome)
     return response
+
+
+def _perform_side_effects(state: ServerState, namespace: str, outcome: Outcome) -> None:
+    """Start the enforced side effects off the request path (no request waits on an API call);
+    without a cluster connection, say so in the answer."""
+    for policy, effect in outcome.side_effects:
+        if state.writer is None:
+            outcome.warnings.append(
+                f"[{policy}] cannot {effect.description}: no connection to "
+                "the cluster (serve --kubeconfig or --in-cluster)"
+            )
+            state.metrics.side_effects.labels(policy, "skipped").inc()
+            continue
+        task = asyncio.create_task(_side_effect(state, state.writer, policy, effect, namespace))
+        state.effects.add(task)
+        task.add_done_callback(state.effects.discard)
+
+
+async def _side_effect(
+    state: ServerState, writer: ClusterWriter, policy: str, effect: Create, namespace: str
+) -> None:
+    try:
+        result = await asyncio.to_thread(writer.create, effect, namespace)
+    except Exception as exc:  # logged and counted; the request was already answered
+        log.warning(
+            "side effect failed",
+            extra={"policy": policy, "effect": effect.description, "error": str(exc)},
+        )
+        result = "failed"
+    else:
+        log.info(
+            "side effect", extra={"policy": policy, "effect": effect.description, "result": result}
+        )
+    state.metrics.side_effects.labels(policy, result).inc()
 
 
 def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
@@ -176,14 +216,16 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
 
 
-async def _watch_certificates(app: web.Application) -> AsyncIterator[None]:
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """Run the state's jobs while serving; on shutdown let side effects finish, then stop."""
     state = app[STATE]
-    task = None
-    if state.tls is not None:
-        task = asyncio.create_task(state.tls.watch(state.cert_reload_interval))
+    tasks = [asyncio.create_task(job()) for job in state.jobs]
     yield
-    if task is not None:
+    if state.effects:
+        await asyncio.wait(state.effects, timeout=10)
+    for task in tasks:
         task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -234,5 +276,5 @@ def make_app(state: ServerState) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_as_json])
     app[STATE] = state
     setup_routes(app)
-    app.cleanup_ctx.append(_watch_certificates)
+    app.cleanup_ctx.append(_background)
     return app
