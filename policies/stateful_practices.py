@@ -78,7 +78,7 @@ def validate(review: Review) -> Result:
                     f"{owner}: container {container.get('name', '?')} has env "
                     f"{env['name']} as a literal value; move it to a Secret and use "
                     "valueFrom.secretKeyRef.",
-                    f"{owner}: env {env['name']} holds a literal secret; use secretKeyRef",
+                    f"{owner}: env {env['name']}: literal secret, use secretKeyRef",
                 )
     if policy == "Parallel" and str(notes.get(ORDERED_START, "")).lower() == "true":
         finding(

@@ -134,7 +134,7 @@ def _check(case: Case, outcome: Outcome) -> None:
             assert any(part in w for w in outcome.warnings), f"{part!r} not in {outcome.warnings}"
     for warning in outcome.warnings:
         assert len(warning) <= 120 and "\n" not in warning, warning
-        assert not warning.endswith("…"), f"policy warning needed truncation: {warning}"
+        assert not warning.endswith("..."), f"policy warning needed truncation: {warning}"
     if "sideEffects" in expect:
         assert [e.description for _, e in outcome.side_effects] == expect["sideEffects"]
     for key in expect.get("annotations", []):

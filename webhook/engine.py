@@ -46,7 +46,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
     """Text as a single line of at most `limit` characters (no control characters)."""
     text = _CONTROL.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    # ASCII "...": warnings travel in HTTP Warning headers, where other characters get mangled.
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,6 +234,8 @@ class LocalWebhook:
                 str(self.config),
                 "--kubeconfig",
                 str(self.kubeconfig),
+                "--reconcile-interval=1",  # the reconcile and its grace, fast for tests
+                "--managed-service-grace=3",
             ],
             cwd=ROOT,
             stdout=log,

@@ -1,0 +1,241 @@
+"""Every policy through the real API server (namespace opt-in install, labelled enforce)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
+
+from tests.e2e.cluster import Cluster, Install, headless_service, message, statefulset, wait_for
+from tests.e2e.test_namespaced import refusal, warnings
+
+
+def _service(cluster: Cluster, ns: str, name: str) -> Any:
+    try:
+        return cluster.core.read_namespaced_service(name, ns)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _claims(cluster: Cluster, ns: str) -> list[str]:
+    return sorted(
+        c.metadata.name for c in cluster.core.list_namespaced_persistent_volume_claim(ns).items
+    )
+
+
+def test_missing_headless_service_created_then_owned_by_the_set(
+    cluster: Cluster, namespaced: Install
+) -> None:
+    ns = cluster.namespace(mode="enforce")
+    body = statefulset("mysql")
+    body["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"name": "mysql", "containerPort": 3306}
+    ]
+    created = cluster.apps.create_namespaced_stateful_set(ns, body)
+    service = wait_for(lambda: _service(cluster, ns, "mysql"), what="the managed Service")
+    assert service.spec.cluster_ip == "None"
+    assert service.spec.selector == {"app": "mysql"}
+    assert service.spec.publish_not_ready_addresses is True
+    assert [(p.name, p.port) for p in service.spec.ports] == [("mysql", 3306)]
+    assert service.metadata.labels == {"app.kubernetes.io/managed-by": "stateful-guard"}
+    owned = wait_for(
+        lambda: _service(cluster, ns, "mysql").metadata.owner_references,
+        what="the reconcile to adopt the Service",
+    )
+    assert [(o.kind, o.name, o.uid) for o in owned] == [
+        ("StatefulSet", "mysql", created.metadata.uid)
+    ]
+
+
+def test_dry_run_leaves_no_service_behind(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    answer = cluster.apps.create_namespaced_stateful_set(ns, statefulset("zk"), dry_run="All")
+    assert answer.spec.service_name == "zk"
+    with pytest.raises(TimeoutError):
+        wait_for(lambda: _service(cluster, ns, "zk"), timeout=3)
+
+
+def test_existing_service_never_overwritten(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    mine = headless_service("web", "web")
+    mine["metadata"]["labels"] = {"owner": "me"}
+    cluster.core.create_namespaced_service(ns, mine)
+    cluster.apps.create_namespaced_stateful_set(ns, statefulset("web", service_name="web"))
+    with pytest.raises(TimeoutError):
+        wait_for(lambda: _service(cluster, ns, "web").metadata.labels != {"owner": "me"}, timeout=3)
+
+
+def test_service_of_a_refused_set_is_removed(cluster: Cluster, namespaced: Install) -> None:
+    """Our mutation created the Service, then validation refused the set: the reconcile
+    deletes the Service once the grace period (3 s in the tests) has passed."""
+    ns = cluster.namespace(mode="enforce")
+    with pytest.raises(ApiException) as refused:
+        cluster.apps.create_namespaced_stateful_set(
+            ns, statefulset("ghost", storage_class="no-such-class")
+        )
+    assert "[storage-class]" in message(refused.value)
+    wait_for(lambda: _service(cluster, ns, "ghost"), what="the Service the mutation made")
+    wait_for(
+        lambda: _service(cluster, ns, "ghost") is None,
+        timeout=30,
+        what="the reconcile to delete it",
+    )
+
+
+def test_server_id_init_container(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    body = statefulset("mysql", service_name="mysql", replicas=3)
+    body["metadata"]["annotations"] = {"stateful-guard.io/server-id": "mysql"}
+    cluster.apps.create_namespaced_stateful_set(ns, body)
+    pod = cluster.apps.read_namespaced_stateful_set("mysql", ns).spec.template.spec
+    init = pod.init_containers[0]
+    assert init.name == "stateful-guard-server-id"
+    assert {e.name: e.value for e in init.env if e.value}["SERVER_ID_OFFSET"] == "100"
+    mounts = {m.mount_path for m in pod.containers[0].volume_mounts}
+    assert "/etc/mysql/conf.d/stateful-guard-server-id.cnf" in mounts
+    # The pods the controller makes carry the label the init container reads.
+    made = wait_for(lambda: cluster.core.read_namespaced_pod("mysql-2", ns), what="mysql-2")
+    assert made.metadata.labels["apps.kubernetes.io/pod-index"] == "2"
+
+
+def test_claims_of_a_running_set_protected(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    cluster.apps.create_namespaced_stateful_set(
+        ns, statefulset("kafka-broker", service_name="kafka-broker", replicas=2)
+    )
+    wait_for(
+        lambda: _claims(cluster, ns) == ["data-kafka-broker-0", "data-kafka-broker-1"],
+        what="the set's claims",
+    )
+    refused = refusal(
+        lambda: cluster.core.delete_namespaced_persistent_volume_claim(
+            "data-kafka-broker-1", ns, dry_run="All"
+        )
+    )
+    assert refused.status == 403
+    assert (
+        f"[pvc-protection] PVC {ns}/data-kafka-broker-1 is claim template data of "
+        "StatefulSet kafka-broker, ordinal 1"
+    ) in message(refused)
+    # kubectl scale: the scale subresource; retained claims, so allowed.
+    cluster.apps.patch_namespaced_stateful_set_scale("kafka-broker", ns, {"spec": {"replicas": 1}})
+    wait_for(
+        lambda: cluster.apps.read_namespaced_stateful_set("kafka-broker", ns).spec.replicas == 1
+    )
+
+    def deleted() -> str:
+        _, _, headers = cluster.core.delete_namespaced_persistent_volume_claim_with_http_info(
+            "data-kafka-broker-1", ns
+        )
+        return warnings(headers)
+
+    assert "data of scaled-down kafka-broker-1 is deleted for good" in wait_for(
+        deleted, timeout=15, what="the view to see the scale-down"
+    )
+
+
+def test_retention_delete_scale_down_refused(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    body = statefulset("etcd", service_name="etcd", replicas=3)
+    body["spec"]["persistentVolumeClaimRetentionPolicy"] = {
+        "whenDeleted": "Delete",
+        "whenScaled": "Delete",
+    }
+    cluster.apps.create_namespaced_stateful_set(ns, body)
+    refused = refusal(
+        lambda: cluster.apps.patch_namespaced_stateful_set_scale(
+            "etcd", ns, {"spec": {"replicas": 1}}, dry_run="All"
+        )
+    )
+    assert (
+        f"StatefulSet {ns}/etcd has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; "
+        "scaling from 3 to 1 deletes the data of etcd-1, etcd-2"
+    ) in message(refused)
+    with pytest.raises(ApiException) as deleting:
+        cluster.apps.delete_namespaced_stateful_set("etcd", ns)
+    assert "whenDeleted: Delete" in message(deleting.value)
+    assert cluster.apps.read_namespaced_stateful_set("etcd", ns).spec.replicas == 3
+
+
+def test_quorum_through_the_scale_subresource(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    body = statefulset("zk", service_name="zk", replicas=5)
+    body["metadata"]["annotations"] = {
+        "stateful-guard.io/min-replicas": "3",
+        "stateful-guard.io/max-scale-down": "1",
+    }
+    cluster.apps.create_namespaced_stateful_set(ns, body)
+    refused = refusal(
+        lambda: cluster.apps.patch_namespaced_stateful_set_scale(
+            "zk", ns, {"spec": {"replicas": 2}}, dry_run="All"
+        )
+    )
+    assert refused.status == 403
+    assert (
+        f"[quorum] StatefulSet {ns}/zk: scaling from 5 to 2 goes below "
+        "stateful-guard.io/min-replicas=3"
+    ) in message(refused)
+    with pytest.raises(ApiException) as too_fast:
+        cluster.apps.patch_namespaced_stateful_set_scale("zk", ns, {"spec": {"replicas": 3}})
+    assert "removes 2 members at once" in message(too_fast.value)
+    cluster.apps.patch_namespaced_stateful_set_scale("zk", ns, {"spec": {"replicas": 4}})
+    assert cluster.apps.read_namespaced_stateful_set("zk", ns).spec.replicas == 4
+
+
+def test_shared_rwo_claim_refused(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    cluster.core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": "rg-logs"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    deployment = {
+        "metadata": {"name": "rg-shared"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "rg"}},
+            "template": {
+                "metadata": {"labels": {"app": "rg"}},
+                "spec": {
+                    "containers": [{"name": "rg", "image": "k8spatterns/random-generator:1.0"}],
+                    "volumes": [
+                        {"name": "logs", "persistentVolumeClaim": {"claimName": "rg-logs"}}
+                    ],
+                },
+            },
+        },
+    }
+    refused = refusal(
+        lambda: cluster.apps.create_namespaced_deployment(ns, deployment, dry_run="All")
+    )
+    assert (
+        f"[shared-volume] Deployment {ns}/rg-shared: 3 replicas mount the ReadWriteOnce "
+        "claim rg-logs"
+    ) in message(refused)
+    deployment["spec"]["replicas"] = 1
+    cluster.apps.create_namespaced_deployment(ns, deployment)
+
+
+def test_practices_warn_by_default(cluster: Cluster, namespaced: Install) -> None:
+    ns = cluster.namespace(mode="enforce")
+    body = statefulset("redis", service_name="redis")
+    body["spec"]["podManagementPolicy"] = "OrderedReady"
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "REDIS_PASSWORD", "value": "hunter2"}
+    ]
+    _, _, headers = cluster.apps.create_namespaced_stateful_set_with_http_info(ns, body)
+    text = warnings(headers)
+    assert (
+        f"[stateful-practices] would deny: StatefulSet {ns}/redis: container app has no "
+        "readinessProbe (OrderedReady)" in text
+    )
+    assert "env REDIS_PASSWORD: literal secret, use secretKeyRef" in text
+    assert text.isascii()
