@@ -31,6 +31,7 @@ from policies.objects import (
     is_kubernetes_controller,
     metadata,
     name_of,
+    ordinal_start,
     ordinals,
     ref,
     replicas,
@@ -79,8 +80,9 @@ def _claim(review: Review) -> Result:
         return Result.deny(
             f"{owner} is claim template {template} of StatefulSet {set_name}, ordinal {ordinal} "
             f"(running ordinals {_span(stateful_set)}); deleted now, it is gone when "
-            f"{set_name}-{ordinal} restarts and the set re-creates it empty. Scale the set "
-            f"below {ordinal} first, or annotate the claim {ALLOW_ANNOTATION}=<reason>.",
+            f"{set_name}-{ordinal} restarts and the set re-creates it empty. Scale {set_name} "
+            f"to {ordinal - ordinal_start(stateful_set)} replicas first, or annotate the claim "
+            f"{ALLOW_ANNOTATION}=<reason>.",
             short=f"{owner}: in use by StatefulSet {set_name} (ordinal {ordinal}); "
             "scale down first",
         )

@@ -239,3 +239,57 @@ def test_practices_warn_by_default(cluster: Cluster, namespaced: Install) -> Non
     )
     assert "env REDIS_PASSWORD: literal secret, use secretKeyRef" in text
     assert text.isascii()
+
+
+def test_newcomer_scenario_with_the_docs_mysql_example(
+    cluster: Cluster, namespaced: Install, default_class: str
+) -> None:
+    """Issue 4's check, in one go: a namespace opted in; the Kubernetes docs' MySQL set applied
+    without its Service; scaled through the scale subresource; a claim deleted; a pod
+    force-deleted; a Deployment sharing one RWO claim."""
+    from tests.e2e.test_namespaced import bind
+    from tests.support import example
+
+    ns = cluster.namespace(mode="enforce")
+    mysql = example("mysql-replicated.yaml", "StatefulSet")
+    _, _, headers = cluster.apps.create_namespaced_stateful_set_with_http_info(ns, mysql)
+    assert "[stateful-practices] would deny" in warnings(headers)
+    stored = cluster.apps.read_namespaced_stateful_set("mysql", ns)
+    assert stored.spec.volume_claim_templates[0].spec.storage_class_name == default_class
+    service = wait_for(lambda: _service(cluster, ns, "mysql"), what="the headless Service")
+    assert service.spec.cluster_ip == "None"
+
+    cluster.apps.patch_namespaced_stateful_set_scale("mysql", ns, {"spec": {"replicas": 2}})
+    assert cluster.apps.read_namespaced_stateful_set_scale("mysql", ns).spec.replicas == 2
+
+    wait_for(lambda: "data-mysql-0" in _claims(cluster, ns), what="data-mysql-0")
+    refused = refusal(
+        lambda: cluster.core.delete_namespaced_persistent_volume_claim("data-mysql-0", ns)
+    )
+    assert "Scale mysql to 0 replicas first" in message(refused)
+
+    wait_for(lambda: cluster.core.read_namespaced_pod("mysql-0", ns), what="mysql-0")
+    bind(cluster, ns, "mysql-0")
+    with pytest.raises(ApiException) as forced:
+        cluster.core.delete_namespaced_pod("mysql-0", ns, grace_period_seconds=0)
+    assert (
+        f"[force-delete] pod {ns}/mysql-0 belongs to StatefulSet mysql; force deletion "
+        "(grace period 0) can start a second mysql-0 while the first still writes to "
+        "data-mysql-0."
+    ) in message(forced.value)
+
+    cluster.core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": "rg-logs"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    shared = example("random-generator.yaml", "ReplicaSet")
+    refused = refusal(lambda: cluster.apps.create_namespaced_replica_set(ns, shared, dry_run="All"))
+    assert f"[shared-volume] ReplicaSet {ns}/rg-shared: 3 replicas mount the ReadWriteOnce" in (
+        message(refused)
+    )
