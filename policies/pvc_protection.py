@@ -37,6 +37,7 @@ from policies.objects import (
     replicas,
     spec,
 )
+from policies.scale import SCALE, is_scale, set_behind_scale
 from policies.view import STATEFUL_SET
 
 ALLOW_ANNOTATION = "stateful-guard.io/allow-data-deletion"
@@ -115,14 +116,12 @@ def _span(stateful_set: Mapping[str, Any]) -> str:
 def _set(review: Review) -> Result:
     request = review.request
     owner = ref("StatefulSet", request.namespace, request.object_name)
-    scale = request.sub_resource == "scale"
+    scale = is_scale(review)
     if scale:
-        stateful_set = review.view.get(STATEFUL_SET, request.namespace, request.object_name)
-        if stateful_set is None:
-            return Result.cannot_decide(
-                f"{owner}: scale request, and the cluster view does not have the set to read "
-                "its retention policy"
-            )
+        found = set_behind_scale(review, to_read="its retention policy")
+        if isinstance(found, Result):
+            return found
+        stateful_set: Mapping[str, Any] | None = found
     else:
         stateful_set = request.old_object
     if request.operation == "DELETE":
@@ -162,12 +161,7 @@ POLICY = Policy(
     matches=(
         Match(group="", resource="persistentvolumeclaims", operations=CHANGES),
         Match(group="apps", resource="statefulsets", operations=CHANGES),
-        Match(
-            group="apps",
-            resource="statefulsets",
-            operations=frozenset({"UPDATE"}),
-            subresource="scale",
-        ),
+        SCALE,
     ),
     validate=validate,
     default_failure_mode=FailureMode.CLOSED,

@@ -15,9 +15,12 @@ know is decided by the failure mode (closed).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from policies.base import FailureMode, Match, Policy, Result, Review
 from policies.objects import int_annotation, ref, replicas
-from policies.view import STATEFUL_SET
+from policies.scale import SCALE, is_scale, set_behind_scale
 
 MIN_REPLICAS = "stateful-guard.io/min-replicas"
 MAX_SCALE_DOWN = "stateful-guard.io/max-scale-down"
@@ -29,14 +32,11 @@ def validate(review: Review) -> Result:
     if new >= old:
         return Result.allow()
     owner = ref("StatefulSet", request.namespace, request.object_name)
-    if request.sub_resource == "scale":
-        stateful_set = review.view.get(STATEFUL_SET, request.namespace, request.object_name)
-        if stateful_set is None:
-            return Result.cannot_decide(
-                f"{owner}: scale request, and the cluster view does not have the set to read "
-                "its quorum annotations",
-                short=f"{owner}: set unknown to the view, quorum unchecked",
-            )
+    if is_scale(review):
+        found = set_behind_scale(review, to_read="its quorum annotations")
+        if isinstance(found, Result):
+            return found
+        stateful_set: Mapping[str, Any] | None = found
     else:
         stateful_set = request.object
     minimum = int_annotation(stateful_set, MIN_REPLICAS)
@@ -70,12 +70,7 @@ POLICY = Policy(
     rationale="Scaling a consensus cluster below its majority takes it down.",
     matches=(
         Match(group="apps", resource="statefulsets", operations=frozenset({"UPDATE"})),
-        Match(
-            group="apps",
-            resource="statefulsets",
-            operations=frozenset({"UPDATE"}),
-            subresource="scale",
-        ),
+        SCALE,
     ),
     validate=validate,
     default_failure_mode=FailureMode.CLOSED,
