@@ -227,3 +227,26 @@ def test_forbidden_list_never_becomes_ready(api: FakeAPI, caplog: pytest.LogCapt
         assert any("HTTP 403" in str(getattr(r, "error", "")) for r in caplog.records)
     finally:
         view.stop()
+
+
+def test_cache_metrics(api: FakeAPI) -> None:
+    from webhook.metrics import Metrics
+
+    api.items = [ns("a", 1), ns("b", 1)]
+    api.watches = [["410"]]
+    view = view_of(api)
+    try:
+        eventually(lambda: view.stats()[NAMESPACE]["relists"] == 1 and view.ready())
+        metrics = Metrics()
+        metrics.watch_view(view)
+        text = metrics.exposition().decode()
+        assert 'stateful_guard_cache_objects{kind="Namespace"} 2.0' in text
+        assert 'stateful_guard_cache_relists_total{kind="Namespace"} 1.0' in text
+        age = next(
+            line
+            for line in text.splitlines()
+            if line.startswith('stateful_guard_cache_age_seconds{kind="Namespace"}')
+        )
+        assert 0 <= float(age.split()[-1]) < 10
+    finally:
+        view.stop()
