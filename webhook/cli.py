@@ -11,16 +11,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
 from certs import files as cert_files
 from certs.reload import ReloadingContext
 from policies.config import Config, ConfigError
 from policies.view import ClusterView
-from webhook import logs
+from webhook import logs, policyreports
+from webhook.audit import cluster_objects, cluster_subjects, judge, manifest_subjects
 from webhook.engine import Engine
 from webhook.lease import LeaseElector
 from webhook.live import LiveView, api_client
 from webhook.manifests import ManifestError, load
 from webhook.metrics import Metrics
+from webhook.outputs import FORMATS, render
 from webhook.reconcile import reconcile_loop
 from webhook.server import Job, ServerState, make_app, serve
 from webhook.view import MemoryView
@@ -124,6 +129,26 @@ def _identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _audit(args: argparse.Namespace) -> int:
+    """Judge manifests (-f) or a live cluster; exit 1 when an enforce-mode policy fails."""
+    config = load_config(args.config)
+    extra = [m.object for m in load(args.objects)] if args.objects else []
+    if args.cluster:
+        client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
+        objects = cluster_objects(client)
+        view = MemoryView([*objects, *extra])
+        report = judge(Engine(view, config), cluster_subjects(objects))
+        if args.report:
+            for done in policyreports.write(client, policyreports.policy_reports(report)):
+                print(done, file=sys.stderr)
+    else:
+        manifests = load(args.file)
+        view = MemoryView([*(m.object for m in manifests), *extra])
+        report = judge(Engine(view, config), manifest_subjects(manifests))
+    sys.stdout.write(render(report, args.output))
+    return 1 if report.failed else 0
+
+
 def _certs(args: argparse.Namespace) -> int:
     files = cert_files.issue(
         args.out,
@@ -209,6 +234,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
+    audit = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="judge manifests or a live cluster with the same policies, changing nothing",
+        description="Judge each StatefulSet, PVC, Deployment and ReplicaSet as if it were being "
+        "created. Exit 1 when an enforce-mode policy fails, 0 otherwise, 2 for unreadable input.",
+    )
+    source = audit.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        metavar="PATH",
+        help="manifests: a file, a directory (recursive) or - for stdin; "
+        "they are also the cluster view",
+    )
+    source.add_argument(
+        "--cluster",
+        action="store_true",
+        help="every object in the cluster (kubeconfig, or --in-cluster)",
+    )
+    audit.add_argument("-o", "--output", choices=FORMATS, default="table")
+    audit.add_argument(
+        "--objects",
+        action="append",
+        metavar="PATH",
+        help="more cluster objects for the view, e.g. the cluster's StorageClasses",
+    )
+    audit.add_argument("--config", type=Path, help="policy configuration file (YAML)")
+    audit.add_argument("--kubeconfig", help="with --cluster: the cluster this kubeconfig names")
+    audit.add_argument(
+        "--in-cluster", action="store_true", help="with --cluster: the cluster we run in"
+    )
+    audit.add_argument(
+        "--report",
+        action="store_true",
+        help="with --cluster: write wgpolicyk8s.io PolicyReports, one per namespace",
+    )
+    audit.set_defaults(func=_audit)
+
     certs = commands.add_parser(
         "certs", help="make a CA and a serving certificate", parents=[common]
     )
@@ -229,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except (ConfigError, ManifestError) as exc:
         print(f"stateful-guard: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, k8s_config.ConfigException, k8s.ApiException, RuntimeError) as exc:
+        print(f"stateful-guard: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
     return result
 

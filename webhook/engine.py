@@ -52,12 +52,23 @@ def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What one policy decided for one request, after its mode: for logs and metrics."""
+    """What one policy decided for one request, after its mode: for logs, metrics and audits.
+
+    `refusals` are enforced denials; `warnings` what the user was warned of (in warn mode,
+    the would-be denials too); `changes` what was (enforce) or would be (warn, audit) mutated;
+    `audits` what audit mode recorded."""
 
     policy: str
     mode: Mode
     decision: Decision
-    messages: tuple[str, ...] = ()
+    refusals: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+    audits: tuple[str, ...] = ()
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        return self.refusals + self.warnings + self.changes + self.audits
 
 
 @dataclass(slots=True)
@@ -92,37 +103,47 @@ class _Verdicts:
         (denials if failure is FailureMode.CLOSED else warnings).extend(errors)
 
         pid = policy.id
-        decision: Decision
+        refusals: list[str] = []
+        warned: list[str] = []
+        changes = list(result.changes)
+        audits: list[str] = []
         if mode is Mode.ENFORCE:
             refusals = [f"[{pid}] {d.message}" for d in denials]
-            self._denials += refusals
-            lines = [f"[{pid}] {w.short}" for w in warnings]
-            for line in lines:
-                self._warn(line)
-            messages = [*refusals, *lines, *result.changes]
-            decision = (
-                "deny" if denials else "patch" if result.changes else "warn" if lines else "allow"
-            )
+            warned = [f"[{pid}] {w.short}" for w in warnings]
             if not denials and not self.dry_run:
                 self.outcome.side_effects.extend((pid, e) for e in result.side_effects)
         elif mode is Mode.WARN:
-            messages = [f"[{pid}] would deny: {d.short}" for d in denials]
-            messages += [f"[{pid}] {w.short}" for w in warnings]
-            messages += [f"[{pid}] would {c}" for c in result.changes]
-            for line in messages:
-                self._warn(line)
-            decision = "warn" if messages else "allow"
+            warned = [f"[{pid}] would deny: {d.short}" for d in denials]
+            warned += [f"[{pid}] {w.short}" for w in warnings]
+            warned += [f"[{pid}] would {c}" for c in changes]
         else:  # audit
-            messages = [f"would deny: {d.short}" for d in denials]
-            messages += [w.short for w in warnings]
-            messages += [f"would {c}" for c in result.changes]
-            if messages:
+            audits = [f"would deny: {d.short}" for d in denials]
+            audits += [w.short for w in warnings]
+            audits += [f"would {c}" for c in changes]
+            if audits:
                 # The API server prefixes the key with "<webhook name>/"; an id is a valid name.
-                self.outcome.audit_annotations[pid] = one_line("; ".join(messages), AUDIT_LIMIT)
-            decision = "audit" if messages else "allow"
-        if errors and decision != "deny":
-            decision = "error"
-        self.outcome.verdicts.append(Verdict(pid, mode, decision, tuple(messages)))
+                self.outcome.audit_annotations[pid] = one_line("; ".join(audits), AUDIT_LIMIT)
+        self._denials += refusals
+        for line in warned:
+            self._warn(line)
+        decision: Decision = (
+            "deny"
+            if refusals
+            else "error"
+            if errors
+            else "audit"
+            if audits
+            else "patch"
+            if changes and mode is Mode.ENFORCE
+            else "warn"
+            if warned
+            else "allow"
+        )
+        self.outcome.verdicts.append(
+            Verdict(
+                pid, mode, decision, tuple(refusals), tuple(warned), tuple(changes), tuple(audits)
+            )
+        )
 
     def _warn(self, line: str) -> None:
         line = one_line(line)

@@ -135,6 +135,46 @@ def api_client(*, kubeconfig: str | None = None, in_cluster: bool = False) -> k8
     return k8s.ApiClient(configuration)
 
 
+def get(
+    client: k8s.ApiClient,
+    path: str,
+    query: list[tuple[str, Any]],
+    *,
+    timeout: tuple[float, float] = (10, 60),
+) -> Any:
+    """GET a collection: the raw urllib3 response, its body not yet read."""
+    request = client.param_serialize(
+        "GET",
+        path,
+        query_params=query,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(*request, _request_timeout=timeout).response
+    if response.status == 410:
+        response.release_conn()
+        raise _Gone
+    if not 200 <= response.status < 300:
+        body = response.data[:500].decode(errors="replace")
+        response.release_conn()
+        raise RuntimeError(f"GET {path}: HTTP {response.status}: {body}")
+    return response
+
+
+def pages(client: k8s.ApiClient, path: str, page_size: int = 500) -> Iterator[Obj]:
+    """A collection listed in pages (`limit` and `continue`), each page as a dict."""
+    token = ""
+    while True:
+        query: list[tuple[str, Any]] = [("limit", page_size)]
+        if token:
+            query.append(("continue", token))
+        page: Obj = orjson.loads(get(client, path, query).data)
+        yield page
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return
+
+
 class _Reflector:
     """Keeps one kind's store in step with the API server."""
 
@@ -152,42 +192,19 @@ class _Reflector:
         return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
     def _get(self, query: list[tuple[str, Any]], *, stream: bool = False) -> Any:
-        """GET the collection: the raw urllib3 response, its body not yet read."""
-        client = self.view.client
         timeout = (10, self.view.watch_timeout + 30) if stream else (10, 60)
-        request = client.param_serialize(
-            "GET",
-            self.resource.path,
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        response = client.call_api(*request, _request_timeout=timeout).response
-        if response.status == 410:
-            response.release_conn()
-            raise _Gone
-        if not 200 <= response.status < 300:
-            body = response.data[:500].decode(errors="replace")
-            response.release_conn()
-            raise RuntimeError(f"GET {self.resource.path}: HTTP {response.status}: {body}")
-        return response
+        return get(self.view.client, self.resource.path, query, timeout=timeout)
 
     def list(self) -> str:
         store: dict[_Key, Obj] = {}
-        token = ""
-        while True:
-            query: list[tuple[str, Any]] = [("limit", self.view.page_size)]
-            if token:
-                query.append(("continue", token))
-            page = orjson.loads(self._get(query).data)
+        version = ""
+        for page in pages(self.view.client, self.resource.path, self.view.page_size):
             for item in page.get("items") or []:
                 store[self._key(item)] = self.resource.trim(item)
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue") or ""
-            if not token:
-                self.store = store  # swapped whole: readers never see half a list
-                self.last_event = time.monotonic()
-                return str(metadata.get("resourceVersion", ""))
+            version = str((page.get("metadata") or {}).get("resourceVersion", ""))
+        self.store = store  # swapped whole: readers never see half a list
+        self.last_event = time.monotonic()
+        return version
 
     def watch(self, version: str) -> str:
         query = [

@@ -43,7 +43,6 @@ class MemoryView:
                     else str(meta.get("namespace") or default_namespace)
                 )
                 self._objects[kind][(namespace, str(meta.get("name") or ""))] = obj
-        # Manifests describe the cluster whole: what they lack, the cluster lacks.
         self._complete = complete
         self._default_class = choose_default_storage_class(self._objects[STORAGE_CLASS].values())
 
@@ -57,7 +56,11 @@ class MemoryView:
         return self._complete
 
     def has(self, kind: str) -> bool:
-        return self._complete and kind in self._objects
+        """Manifests describe the application whole (its Services, sets, claims), but name the
+        cluster's StorageClasses and Namespaces only when given them (`--objects`)."""
+        if not self._complete or kind not in self._objects:
+            return False
+        return kind not in CLUSTER_SCOPED or bool(self._objects[kind])
 
     def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self._objects.get(kind, {}).get((namespace, name))

@@ -1,0 +1,208 @@
+"""Audits: the webhook's own engine over objects that exist, or are about to.
+
+Each object is judged as a synthetic CREATE (dry run, so nothing is created) through mutate
+and then validate, exactly as the API server would call us: offline audits of manifests and
+live audits of a cluster differ only in where the objects come from (Kyverno's background
+scan and Gatekeeper's audit do the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kubernetes import client as k8s
+
+from policies.request import AdmissionRequest
+from webhook.engine import Engine, Verdict
+from webhook.live import pages
+from webhook.manifests import Manifest
+from webhook.patch import Op
+
+# The kinds the policies judge at creation: (group, version, resource).
+AUDITED = {
+    "StatefulSet": ("apps", "v1", "statefulsets"),
+    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "ReplicaSet": ("apps", "v1", "replicasets"),
+}
+AUDIT_USER = "stateful-guard:audit"
+
+Outcome = Literal["fail", "warn", "change", "audit"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The object a finding is about, and where it was read."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    source: str = ""  # file, or "cluster"
+    index: int = 0
+    line: int = 1
+    uid: str = ""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind} {self.namespace}/{self.name}"
+            if self.namespace
+            else (f"{self.kind} {self.name}")
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    policy: str
+    mode: str
+    outcome: Outcome  # fail: an enforce-mode refusal, the only kind that fails an audit
+    message: str
+
+
+@dataclass
+class Judged:
+    subject: Subject
+    policies: list[str]  # every policy that judged it (those without findings passed)
+    findings: list[Finding]
+    patch: list[Op]
+
+    @property
+    def failed(self) -> bool:
+        return any(f.outcome == "fail" for f in self.findings)
+
+
+@dataclass
+class Report:
+    judged: list[Judged] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(j.failed for j in self.judged)
+
+    def summary(self) -> dict[str, int]:
+        counts = {
+            "objects": len(self.judged),
+            "fail": 0,
+            "warn": 0,
+            "change": 0,
+            "audit": 0,
+            "pass": 0,
+        }
+        for judged in self.judged:
+            for finding in judged.findings:
+                counts[finding.outcome] += 1
+            flagged = {f.policy for f in judged.findings}
+            counts["pass"] += sum(1 for p in judged.policies if p not in flagged)
+        return counts
+
+
+def findings_of(verdict: Verdict) -> list[Finding]:
+    """A verdict in audit terms: what it refused, warned of, changed, or recorded."""
+    mode = verdict.mode.value
+    groups: list[tuple[Outcome, tuple[str, ...]]] = [
+        ("fail", verdict.refusals),
+        ("warn", verdict.warnings),
+        ("change", verdict.changes),
+        ("audit", verdict.audits),
+    ]
+    if verdict.mode.value != "enforce":
+        groups = [g for g in groups if g[0] != "change"]  # warn/audit lines already say "would"
+    return [
+        Finding(verdict.policy, mode, outcome, _plain(verdict.policy, message))
+        for outcome, messages in groups
+        for message in messages
+    ]
+
+
+def _plain(policy: str, message: str) -> str:
+    prefix = f"[{policy}] "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def subject_of(
+    obj: dict[str, Any],
+    *,
+    default_namespace: str = "default",
+    source: str = "",
+    index: int = 0,
+    line: int = 1,
+) -> Subject:
+    meta = obj.get("metadata") or {}
+    return Subject(
+        api_version=str(obj.get("apiVersion", "")),
+        kind=str(obj.get("kind", "")),
+        namespace=str(meta.get("namespace") or default_namespace),
+        name=str(meta.get("name") or meta.get("generateName") or ""),
+        source=source,
+        index=index,
+        line=line,
+        uid=str(meta.get("uid") or ""),
+    )
+
+
+def synthetic_create(obj: dict[str, Any], subject: Subject, number: int) -> AdmissionRequest:
+    group, version, resource = AUDITED[subject.kind]
+    return AdmissionRequest.model_validate(
+        {
+            "uid": f"audit-{number}",
+            "kind": {"group": group, "version": version, "kind": subject.kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "name": subject.name,
+            "namespace": subject.namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": AUDIT_USER},
+            "object": obj,
+            "dryRun": True,
+        }
+    )
+
+
+def judge(engine: Engine, subjects: Iterable[tuple[dict[str, Any], Subject]]) -> Report:
+    """Judge each object the policies know as a dry-run CREATE."""
+    report = Report()
+    for number, (obj, subject) in enumerate(subjects):
+        if subject.kind not in AUDITED:
+            continue
+        outcome = engine.admit(synthetic_create(obj, subject, number))
+        findings = [f for verdict in outcome.verdicts for f in findings_of(verdict)]
+        policies = list(dict.fromkeys(v.policy for v in outcome.verdicts))  # mutate+validate
+        report.judged.append(Judged(subject, policies, findings, outcome.patch))
+    return report
+
+
+def manifest_subjects(manifests: Iterable[Manifest]) -> Iterable[tuple[dict[str, Any], Subject]]:
+    for m in manifests:
+        yield m.object, subject_of(m.object, source=m.source, index=m.index, line=m.line)
+
+
+# What a live audit lists, whole (the judged kinds and what the policies look up).
+CLUSTER_PATHS = {
+    "StatefulSet": ("apps/v1", "/apis/apps/v1/statefulsets"),
+    "PersistentVolumeClaim": ("v1", "/api/v1/persistentvolumeclaims"),
+    "Deployment": ("apps/v1", "/apis/apps/v1/deployments"),
+    "ReplicaSet": ("apps/v1", "/apis/apps/v1/replicasets"),
+    "Service": ("v1", "/api/v1/services"),
+    "StorageClass": ("storage.k8s.io/v1", "/apis/storage.k8s.io/v1/storageclasses"),
+    "Namespace": ("v1", "/api/v1/namespaces"),
+}
+
+
+def cluster_objects(client: k8s.ApiClient, page_size: int = 500) -> list[dict[str, Any]]:
+    """Every object of the kinds above, listed in pages. List items carry no kind: set it."""
+    objects = []
+    for kind, (api_version, path) in CLUSTER_PATHS.items():
+        for page in pages(client, path, page_size):
+            for item in page.get("items") or []:
+                objects.append({"apiVersion": api_version, "kind": kind, **item})
+    return objects
+
+
+def cluster_subjects(objects: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], Subject]]:
+    """The live objects to judge; a Deployment's ReplicaSets are judged with the Deployment."""
+    for obj in objects:
+        owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+        if obj["kind"] == "ReplicaSet" and any(o.get("kind") == "Deployment" for o in owners):
+            continue
+        yield obj, subject_of(obj, source="cluster")
