@@ -87,6 +87,12 @@ def _serve(args: argparse.Namespace) -> int:
                 grace=args.managed_service_grace,
             )
         )
+        if args.audit_interval > 0:
+            jobs.append(
+                lambda: policyreports.audit_loop(
+                    client, config, elector, interval=args.audit_interval
+                )
+            )
         log.info("cluster view from the API server: list+watch started")
     elif args.objects:
         view = MemoryView(m.object for m in load(args.objects))
@@ -217,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how often the leader reconciles managed headless Services",
+    )
+    serve.add_argument(
+        "--audit-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the leader audits the cluster and refreshes PolicyReports this often (0: off)",
     )
     serve.add_argument(
         "--managed-service-grace",

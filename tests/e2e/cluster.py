@@ -236,6 +236,7 @@ class LocalWebhook:
                 str(self.kubeconfig),
                 "--reconcile-interval=1",  # the reconcile and its grace, fast for tests
                 "--managed-service-grace=3",
+                "--audit-interval=2",
             ],
             cwd=ROOT,
             stdout=log,

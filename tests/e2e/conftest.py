@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
 
 from tests.e2e.cluster import Cluster, InClusterWebhook, Install, LocalWebhook, Webhook
 from tests.e2e.controlplane import (
@@ -102,3 +103,23 @@ def cluster_wide(cluster: Cluster, webhook: Webhook, default_class: str) -> Iter
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in _ABOUT:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def policy_report_crd(cluster: Cluster) -> str:
+    """deploy/crds/policyreports.yaml, applied and established."""
+    import yaml
+
+    from tests.e2e.cluster import wait_for
+    from tests.support import ROOT
+
+    crd = yaml.safe_load((ROOT / "deploy" / "crds" / "policyreports.yaml").read_text())
+    cluster.apply(crd)
+    extensions = k8s.ApiextensionsV1Api(cluster.api)
+
+    def established() -> bool:
+        status = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status
+        return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
+
+    wait_for(established, what="the PolicyReport CRD")
+    return str(crd["metadata"]["name"])

@@ -18,6 +18,10 @@ ALLOWED = [
     ("watch", "", "namespaces", ""),
     ("list", "apps", "statefulsets", ""),
     ("watch", "storage.k8s.io", "storageclasses", ""),
+    ("list", "apps", "deployments", ""),
+    ("list", "apps", "replicasets", ""),
+    ("create", "wgpolicyk8s.io", "policyreports", "db"),
+    ("update", "wgpolicyk8s.io", "policyreports", "db"),
     ("create", "coordination.k8s.io", "leases", NAMESPACE),
     ("update", "coordination.k8s.io", "leases", NAMESPACE),
 ]
@@ -31,6 +35,8 @@ DENIED = [
     ("create", "coordination.k8s.io", "leases", "kube-system"),
     ("create", "", "pods", "db"),
     ("list", "", "pods", ""),
+    ("delete", "wgpolicyk8s.io", "policyreports", "db"),
+    ("update", "apps", "deployments", "db"),
     ("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
 ]
 
