@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,30 @@ def test_tour(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def audit_steps() -> list[tuple[str, str]]:
+    """(command, output) for every README `stateful-guard audit` block followed by text."""
+    blocks = BLOCK.findall((ROOT / "README.md").read_text())
+    return [
+        (body.strip(), expected)
+        for (lang, body), (next_lang, expected) in itertools.pairwise(blocks)
+        if lang == "sh" and body.startswith("stateful-guard audit") and next_lang == "text"
+    ]
+
+
+def test_readme_audit_output_is_real() -> None:
+    steps = audit_steps()
+    assert steps, "the README shows an audit"
+    for command, expected in steps:
+        args = shlex.split(command)[1:]
+        run = subprocess.run(
+            [sys.executable, "-m", "webhook.cli", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode in (0, 1), run.stderr
+        assert run.stdout == expected, command
