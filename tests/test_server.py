@@ -229,3 +229,65 @@ async def test_side_effect_without_a_cluster_is_reported(client: TestClient) -> 
         'stateful_guard_side_effects_total{policy="headless-service",result="skipped"} 1.0'
         in metrics
     )
+
+
+async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    """In audit mode a would-be refusal (here a force delete and a scale below quorum, which no
+    report CRD can show) is allowed and recorded: annotation, log line, metric."""
+    from policies.config import Config
+    from webhook.engine import Engine
+    from webhook.metrics import Metrics
+    from webhook.server import ServerState, make_app
+    from webhook.view import MemoryView
+
+    zk = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": "zk",
+            "namespace": "db",
+            "annotations": {"stateful-guard.io/min-replicas": "3"},
+        },
+        "spec": {"replicas": 3},
+    }
+    config = Config.model_validate(
+        {"policies": {"force-delete": {"mode": "audit"}, "quorum": {"mode": "audit"}}}
+    )
+    client = await aiohttp_client(
+        make_app(ServerState(engine=Engine(MemoryView([zk]), config), metrics=Metrics()))
+    )
+    delete = request_dict(
+        "DELETE", old=statefulset_pod(), namespace="db", options={"gracePeriodSeconds": 0}
+    )
+    scale = request_dict(
+        "UPDATE",
+        {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": "zk", "namespace": "db"},
+            "spec": {"replicas": 1},
+        },
+        old={
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": "zk", "namespace": "db"},
+            "spec": {"replicas": 3},
+        },
+        namespace="db",
+        sub_resource="scale",
+    )
+    for request, key, text in (
+        (delete, "force-delete", "would deny: pod db/mysql-1"),
+        (scale, "quorum", "would deny: StatefulSet db/zk: 3->1"),
+    ):
+        _, body = await post(client, "/validate", review_body(request))
+        response = body["response"]
+        assert response["allowed"] is True
+        assert "warnings" not in response
+        assert response["auditAnnotations"][key].startswith(text)
+    metrics = await (await client.get("/metrics")).text()
+    for policy in ("force-delete", "quorum"):
+        assert (
+            f'stateful_guard_policy_decisions_total{{decision="audit",mode="audit",'
+            f'policy="{policy}"}} 1.0'
+        ) in metrics
