@@ -127,7 +127,7 @@ async def test_validate_never_returns_a_patch(client: TestClient) -> None:
         ),
         pytest.param(
             review_body({**request_dict("DELETE", old=statefulset_pod()), "oldObject": [1]}),
-            "request.oldObject: Input should be an object",
+            "request.oldObject: Input should be a valid dictionary",
             id="object-a-list",
         ),
     ],

@@ -8,12 +8,13 @@ policy's effective mode, and nothing else looks at modes.
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+import orjson
 
 from policies.base import (
     Create,
@@ -41,6 +42,12 @@ AUDIT_LIMIT = 1000
 Phase = Literal["mutate", "validate"]
 Decision = Literal["allow", "deny", "patch", "warn", "audit", "error"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _copy(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A private copy of a JSON object for a mutator: a JSON round trip is several times
+    faster than copy.deepcopy, and exact for what the API server sends."""
+    return None if obj is None else cast("dict[str, Any]", orjson.loads(orjson.dumps(obj)))
 
 
 def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
@@ -215,24 +222,61 @@ class Engine:
         return mode.capped_by(cap) if cap else mode
 
     def mutate(self, request: AdmissionRequest) -> Outcome:
-        """Run the mutators in order on one copy each; adopt enforced edits; diff once."""
+        """Run the mutators in order, each seeing the last one's output; diff once.
+
+        Fast path: enforced mutators edit one shared working copy in turn. If any of them
+        raises, refuses or cannot decide, its edits may be half done, so the chain runs again
+        the careful way: each mutator on a copy of its own, adopted only when it succeeds.
+        """
+        chain = [
+            (p, m)
+            for p in self.policies_for("mutate", request)
+            if (m := self.mode_for(p, request.namespace)) is not Mode.OFF
+        ]
+        results = self._mutate_shared(request, chain)
+        if results is None:
+            results = self._mutate_isolated(request, chain)
+        current, applied = results
         verdicts = _Verdicts(dry_run=request.dry_run)
-        original = request.object
-        current = original
-        for policy in self.policies_for("mutate", request):
-            mode = self.mode_for(policy, request.namespace)
-            if mode is Mode.OFF:
-                continue
-            work = copy.deepcopy(current)
-            result = self._run(policy, policy.mutate, request, work)
-            if mode is Mode.ENFORCE and not result.denials and not result.undecided:
-                current = work
+        for policy, mode, result in applied:
             verdicts.apply(policy, mode, self.config.failure_mode(policy), result)
         outcome = verdicts.finish()
         outcome.object = current
+        original = request.object
         if outcome.allowed and original is not None and current is not original:
             outcome.patch = diff(original, current)
         return outcome
+
+    def _mutate_shared(
+        self, request: AdmissionRequest, chain: Sequence[tuple[Policy, Mode]]
+    ) -> tuple[dict[str, Any] | None, list[tuple[Policy, Mode, Result]]] | None:
+        working = _copy(request.object)
+        applied = []
+        for policy, mode in chain:
+            enforced = mode is Mode.ENFORCE
+            target = working if enforced else _copy(working)  # warn/audit: edits discarded
+            try:
+                assert policy.mutate is not None
+                result = policy.mutate(Review(request, target, self.view, self.config))
+            except Exception:  # the careful path runs it again, and logs it
+                return None
+            if enforced and (result.denials or result.undecided):
+                return None
+            applied.append((policy, mode, result))
+        return working, applied
+
+    def _mutate_isolated(
+        self, request: AdmissionRequest, chain: Sequence[tuple[Policy, Mode]]
+    ) -> tuple[dict[str, Any] | None, list[tuple[Policy, Mode, Result]]]:
+        current = request.object
+        applied = []
+        for policy, mode in chain:
+            work = _copy(current)
+            result = self._run(policy, policy.mutate, request, work)
+            if mode is Mode.ENFORCE and not result.denials and not result.undecided:
+                current = work
+            applied.append((policy, mode, result))
+        return current, applied
 
     def validate(self, request: AdmissionRequest) -> Outcome:
         verdicts = _Verdicts(dry_run=request.dry_run)

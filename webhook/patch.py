@@ -13,13 +13,21 @@ Op = dict[str, Any]
 
 
 def _escape(token: str | int) -> str:
-    return str(token).replace("~", "~0").replace("/", "~1")
+    token = str(token)
+    if "~" in token or "/" in token:
+        return token.replace("~", "~0").replace("/", "~1")
+    return token
 
 
 def diff(old: Any, new: Any, path: str = "") -> list[Op]:
     """The operations that turn `old` into `new` (empty when they are equal)."""
     if old == new:
         return []
+    return _diff(old, new, path)
+
+
+def _diff(old: Any, new: Any, path: str) -> list[Op]:
+    """`diff` for values known to differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         return _diff_dicts(old, new, path)
     if isinstance(old, list) and isinstance(new, list):
@@ -30,16 +38,16 @@ def diff(old: Any, new: Any, path: str = "") -> list[Op]:
 def _diff_dicts(old: dict[str, Any], new: dict[str, Any], path: str) -> list[Op]:
     ops: list[Op] = []
     for key, value in old.items():
-        child = f"{path}/{_escape(key)}"
         if key not in new:
-            ops.append({"op": "remove", "path": child})
-        else:
-            ops.extend(diff(value, new[key], child))
-    ops.extend(
-        {"op": "add", "path": f"{path}/{_escape(key)}", "value": value}
-        for key, value in new.items()
-        if key not in old
-    )
+            ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
+        elif value != new[key]:  # one C-level compare; recurse only into what changed
+            ops.extend(_diff(value, new[key], f"{path}/{_escape(key)}"))
+    if len(new) > len(old) - sum(1 for op in ops if op["op"] == "remove"):
+        ops.extend(
+            {"op": "add", "path": f"{path}/{_escape(key)}", "value": value}
+            for key, value in new.items()
+            if key not in old
+        )
     return ops
 
 
@@ -47,7 +55,8 @@ def _diff_lists(old: list[Any], new: list[Any], path: str) -> list[Op]:
     if len(new) == len(old):
         ops: list[Op] = []
         for index, (a, b) in enumerate(zip(old, new, strict=True)):
-            ops.extend(diff(a, b, f"{path}/{index}"))
+            if a != b:
+                ops.extend(_diff(a, b, f"{path}/{index}"))
         return ops
     if len(new) > len(old):
         # Elements inserted in one run (at the front, middle or end): one add each.

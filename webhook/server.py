@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -252,6 +253,7 @@ async def serve(
         app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -270,6 +272,16 @@ async def serve(
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper collections on the hot path: objects made at start-up (policies, config,
+    the imported libraries) are frozen out of the collector's generations, and the youngest
+    generation is collected every 20,000 allocations instead of 700. A request allocates few
+    cycles, so this mostly removes pauses from the latency tail."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def make_app(state: ServerState) -> web.Application:

@@ -1,0 +1,157 @@
+"""Measurements inside one process: engine time per request, cache memory per object, and
+offline audit throughput."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+import tracemalloc
+from typing import Any
+
+import yaml
+
+from bench.bodies import big_statefulset, create_body, delete_body, managed_fields
+from tests.support import EXAMPLES, load_yaml
+from webhook.admission import AdmissionResponse, encode_response, parse_review
+from webhook.audit import judge, manifest_subjects
+from webhook.engine import Engine
+from webhook.live import RESOURCES
+from webhook.manifests import parse
+from webhook.server import tune_gc
+from webhook.view import MemoryView
+
+TRIM = {r.kind: r.trim for r in RESOURCES}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def engine_time(runs: int = 5000) -> dict[str, dict[str, float]]:
+    """Parse, judge and encode, per body, as /mutate and /validate do (milliseconds)."""
+    engine = Engine(MemoryView(load_yaml(EXAMPLES / "cluster.yaml")))
+    cases = {
+        "statefulset-create /mutate": (create_body(), engine.mutate),
+        "statefulset-create /validate": (create_body(), engine.validate),
+        "pod-delete /validate": (delete_body(), engine.validate),
+    }
+    tune_gc()  # as the server does
+    results = {}
+    for name, (body, run) in cases.items():
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            review = parse_review(body)
+            outcome = run(review.request)
+            encode_response(AdmissionResponse.from_outcome(review.request.uid, outcome))
+            times.append((time.perf_counter() - started) * 1000)
+        times = times[runs // 10 :]  # warm-up
+        results[name] = {
+            "p50_ms": percentile(times, 0.5),
+            "p99_ms": percentile(times, 0.99),
+            "bytes": len(body),
+        }
+    return results
+
+
+def claim(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{name}",
+            "resourceVersion": "123456",
+            "creationTimestamp": "2026-11-22T01:00:00Z",
+            "labels": {"app": "mysql", "app.kubernetes.io/instance": "orders"},
+            "annotations": {
+                "pv.kubernetes.io/bind-completed": "yes",
+                "volume.kubernetes.io/storage-provisioner": "ebs",
+            },
+            "finalizers": ["kubernetes.io/pvc-protection"],
+            "managedFields": managed_fields("kube-controller-manager", 20),
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "standard",
+            "volumeName": f"pvc-{name}",
+            "resources": {"requests": {"storage": "10Gi"}},
+        },
+        "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}},
+    }
+
+
+def cache_memory(count: int = 10_000) -> dict[str, float]:
+    """Bytes the live view's cache holds per object, for `count` sets and `count` claims,
+    stored as the reflectors store them (trimmed, keyed by namespace and name)."""
+    template = big_statefulset()
+    sets, claims = [], []
+    for i in range(count):
+        obj = copy.deepcopy(template)
+        obj["metadata"].update(name=f"db-{i}", namespace=f"team-{i % 100}", uid=f"uid-{i}")
+        sets.append(obj)
+        claims.append(claim(f"data-db-{i}-0", f"team-{i % 100}"))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    stores: dict[str, dict[tuple[str, str], Any]] = {"StatefulSet": {}, "PersistentVolumeClaim": {}}
+    for kind, objects in (("StatefulSet", sets), ("PersistentVolumeClaim", claims)):
+        for obj in objects:
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            stores[kind][key] = TRIM[kind](obj)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    total = after - before
+    return {
+        "objects": 2 * count,
+        "bytes_per_object": total / (2 * count),
+        "total_mib": total / 2**20,
+    }
+
+
+def audit_throughput(count: int = 10_000) -> dict[str, float]:
+    """Objects per second for `stateful-guard audit -f` over `count` objects: parse + judge."""
+    docs = []
+    cluster = load_yaml(EXAMPLES / "cluster.yaml")
+    template = big_statefulset()
+    for i in range(count // 2):
+        obj = copy.deepcopy(template)
+        obj["metadata"].update(name=f"db-{i}", namespace=f"team-{i % 50}")
+        del obj["metadata"]["managedFields"]
+        docs.append(obj)
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": f"scratch-{i}", "namespace": f"team-{i % 50}"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+    text = yaml.safe_dump_all(docs)
+    started = time.perf_counter()
+    manifests = parse(text, source="bench.yaml")
+    parsed = time.perf_counter()
+    engine = Engine(MemoryView([*(m.object for m in manifests), *cluster]))
+    report = judge(engine, manifest_subjects(manifests))
+    done = time.perf_counter()
+    assert len(report.judged) == count
+    return {
+        "objects": count,
+        "objects_per_second": count / (done - started),
+        "parse_seconds": parsed - started,
+        "judge_seconds": done - parsed,
+        "judge_objects_per_second": count / (done - parsed),
+    }
+
+
+if __name__ == "__main__":
+    print(engine_time(2000))
+    print(cache_memory(2000))
+    print(audit_throughput(2000))
