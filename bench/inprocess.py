@@ -10,18 +10,17 @@ import tracemalloc
 from typing import Any
 
 import yaml
+from kubernetes import client as k8s
 
 from bench.bodies import big_statefulset, create_body, delete_body, managed_fields
 from tests.support import EXAMPLES, load_yaml
 from webhook.admission import AdmissionResponse, encode_response, parse_review
 from webhook.audit import judge, manifest_subjects
 from webhook.engine import Engine
-from webhook.live import RESOURCES
+from webhook.live import LiveView
 from webhook.manifests import parse
 from webhook.server import tune_gc
 from webhook.view import MemoryView
-
-TRIM = {r.kind: r.trim for r in RESOURCES}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,7 +85,7 @@ def claim(name: str, namespace: str) -> dict[str, Any]:
 
 def cache_memory(count: int = 10_000) -> dict[str, float]:
     """Bytes the live view's cache holds per object, for `count` sets and `count` claims,
-    stored as the reflectors store them (trimmed, keyed by namespace and name)."""
+    filled the way a list from the API server fills it."""
     template = big_statefulset()
     sets, claims = [], []
     for i in range(count):
@@ -94,17 +93,16 @@ def cache_memory(count: int = 10_000) -> dict[str, float]:
         obj["metadata"].update(name=f"db-{i}", namespace=f"team-{i % 100}", uid=f"uid-{i}")
         sets.append(obj)
         claims.append(claim(f"data-db-{i}-0", f"team-{i % 100}"))
+    view = LiveView(k8s.ApiClient())
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    stores: dict[str, dict[tuple[str, str], Any]] = {"StatefulSet": {}, "PersistentVolumeClaim": {}}
-    for kind, objects in (("StatefulSet", sets), ("PersistentVolumeClaim", claims)):
-        for obj in objects:
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-            stores[kind][key] = TRIM[kind](obj)
+    view.load("StatefulSet", sets)
+    view.load("PersistentVolumeClaim", claims)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
+    assert view.get("StatefulSet", "team-1", "db-1") is not None
     total = after - before
     return {
         "objects": 2 * count,

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from kubernetes import client as k8s
@@ -181,7 +181,7 @@ class _Reflector:
     def __init__(self, view: LiveView, resource: Resource) -> None:
         self.view = view
         self.resource = resource
-        self.store: dict[_Key, Obj] = {}
+        self.store: dict[_Key, bytes] = {}
         self.synced = threading.Event()
         self.relists = 0
         self.last_event = 0.0
@@ -195,15 +195,24 @@ class _Reflector:
         timeout = (10, self.view.watch_timeout + 30) if stream else (10, 60)
         return get(self.view.client, self.resource.path, query, timeout=timeout)
 
+    def pack(self, obj: Obj) -> bytes:
+        """What the cache keeps of an object: the trimmed fields as compact JSON. Bytes take a
+        third of the memory of nested dicts, and decoding one on lookup costs microseconds."""
+        # orjson's bytes keep its 4 KiB working allocation: copy to an exact-size object.
+        return memoryview(orjson.dumps(self.resource.trim(obj))).tobytes()
+
+    def replace(self, items: Iterable[Obj]) -> None:
+        """Swap the whole store (readers never see half a list)."""
+        self.store = {self._key(item): self.pack(item) for item in items}
+        self.last_event = time.monotonic()
+
     def list(self) -> str:
-        store: dict[_Key, Obj] = {}
+        items: list[Obj] = []
         version = ""
         for page in pages(self.view.client, self.resource.path, self.view.page_size):
-            for item in page.get("items") or []:
-                store[self._key(item)] = self.resource.trim(item)
+            items.extend(page.get("items") or [])
             version = str((page.get("metadata") or {}).get("resourceVersion", ""))
-        self.store = store  # swapped whole: readers never see half a list
-        self.last_event = time.monotonic()
+        self.replace(items)
         return version
 
     def watch(self, version: str) -> str:
@@ -224,7 +233,7 @@ class _Reflector:
                     raise RuntimeError(f"watch error: {obj.get('message')}")
                 version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                 if kind in ("ADDED", "MODIFIED"):
-                    self.store[self._key(obj)] = self.resource.trim(obj)
+                    self.store[self._key(obj)] = self.pack(obj)
                 elif kind == "DELETED":
                     self.store.pop(self._key(obj), None)
                 if self.view.stopping.is_set():
@@ -336,14 +345,24 @@ class LiveView:
 
     def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         reflector = self._reflectors.get(kind)
-        return reflector.store.get((namespace, name)) if reflector else None
+        packed = reflector.store.get((namespace, name)) if reflector else None
+        return None if packed is None else cast(Obj, orjson.loads(packed))
 
     def list(self, kind: str, namespace: str | None = None) -> Iterable[Mapping[str, Any]]:
         reflector = self._reflectors.get(kind)
         if reflector is None:
             return []
         items = list(reflector.store.items())
-        return [obj for (ns, _), obj in items if namespace is None or ns == namespace]
+        return [
+            orjson.loads(packed)
+            for (ns, _), packed in items
+            if namespace is None or ns == namespace
+        ]
+
+    def load(self, kind: str, objects: Iterable[Obj]) -> None:
+        """Fill a kind's store as a list from the API server would (benchmarks, tests)."""
+        self._reflectors[kind].replace(objects)
+        self._reflectors[kind].synced.set()
 
     def default_storage_class(self) -> Mapping[str, Any] | None:
         return choose_default_storage_class(self.list(STORAGE_CLASS))
