@@ -36,12 +36,12 @@ def service_for(stateful_set: Mapping[str, Any], name: str, namespace: str) -> d
     """The headless Service a set needs: its pods' labels, its named ports."""
     set_spec = spec(stateful_set)
     selector = set_spec.get("selector") or {}
-    match_labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
+    match_labels = selector.get("matchLabels") if isinstance(selector, dict) else None
     ports = []
     template = set_spec.get("template") or {}
     for container in spec(template).get("containers") or []:
-        for port in container.get("ports") or [] if isinstance(container, Mapping) else []:
-            if isinstance(port, Mapping) and port.get("name") and port.get("containerPort"):
+        for port in container.get("ports") or [] if isinstance(container, dict) else []:
+            if isinstance(port, dict) and port.get("name") and port.get("containerPort"):
                 ports.append(
                     {
                         "name": port["name"],
@@ -77,7 +77,7 @@ def _missing_service(review: Review, service_name: str) -> Result:
         return Result.allow()
     assert review.object is not None
     selector = spec(review.object).get("selector") or {}
-    if not (isinstance(selector, Mapping) and selector.get("matchLabels")):
+    if not (isinstance(selector, dict) and selector.get("matchLabels")):
         owner = ref("StatefulSet", namespace, review.request.object_name)
         return Result.warn(
             f"{owner}: Service {namespace}/{service_name} does not exist and the set's selector "

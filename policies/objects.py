@@ -33,7 +33,7 @@ def is_kubernetes_controller(username: str) -> bool:
 
 def metadata(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
     meta = (obj or {}).get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def spec(obj: Mapping[str, Any] | None) -> Obj:
@@ -43,12 +43,12 @@ def spec(obj: Mapping[str, Any] | None) -> Obj:
 
 def labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     value = metadata(obj).get("labels")
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     value = metadata(obj).get("annotations")
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def name_of(obj: Mapping[str, Any] | None) -> str:
@@ -68,7 +68,7 @@ def controller_of(obj: Mapping[str, Any] | None, kind: str, group: str = "apps")
         return None
     for owner in owners:
         if (
-            isinstance(owner, Mapping)
+            isinstance(owner, dict)
             and owner.get("controller") is True
             and owner.get("kind") == kind
             and str(owner.get("apiVersion", "")).split("/")[0] == group
@@ -88,7 +88,7 @@ def claim_templates(stateful_set: Mapping[str, Any] | None) -> list[Obj]:
 
 def pod_template_labels(stateful_set: Mapping[str, Any] | None) -> Mapping[str, str]:
     template = spec(stateful_set).get("template")
-    return labels(template if isinstance(template, Mapping) else None)
+    return labels(template if isinstance(template, dict) else None)
 
 
 def claim_names_of_pod(pod: Mapping[str, Any] | None) -> list[str]:
@@ -96,8 +96,8 @@ def claim_names_of_pod(pod: Mapping[str, Any] | None) -> list[str]:
     volumes = spec(pod).get("volumes")
     names: list[str] = []
     for volume in volumes if isinstance(volumes, list) else []:
-        source = volume.get("persistentVolumeClaim") if isinstance(volume, Mapping) else None
-        if isinstance(source, Mapping) and isinstance(source.get("claimName"), str):
+        source = volume.get("persistentVolumeClaim") if isinstance(volume, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("claimName"), str):
             names.append(source["claimName"])
     return names
 
@@ -110,7 +110,7 @@ def replicas(stateful_set: Mapping[str, Any] | None) -> int:
 
 def ordinal_start(stateful_set: Mapping[str, Any] | None) -> int:
     ordinals = spec(stateful_set).get("ordinals")
-    start = ordinals.get("start") if isinstance(ordinals, Mapping) else None
+    start = ordinals.get("start") if isinstance(ordinals, dict) else None
     return start if isinstance(start, int) else 0
 
 

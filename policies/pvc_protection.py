@@ -46,7 +46,7 @@ FINALIZER = "kubernetes.io/pvc-protection"
 
 def _retention(stateful_set: Mapping[str, Any] | None, when: str) -> str:
     policy = spec(stateful_set).get("persistentVolumeClaimRetentionPolicy")
-    value = policy.get(when) if isinstance(policy, Mapping) else None
+    value = policy.get(when) if isinstance(policy, dict) else None
     return value if isinstance(value, str) else "Retain"
 
 

@@ -29,11 +29,11 @@ KINDS = {"statefulsets": "StatefulSet", "deployments": "Deployment", "replicaset
 
 def _claims(workload: Mapping[str, Any] | None) -> list[str]:
     template = spec(workload).get("template")
-    volumes = spec(template if isinstance(template, Mapping) else None).get("volumes")
+    volumes = spec(template if isinstance(template, dict) else None).get("volumes")
     names = []
     for volume in volumes if isinstance(volumes, list) else []:
-        source = volume.get("persistentVolumeClaim") if isinstance(volume, Mapping) else None
-        if isinstance(source, Mapping) and isinstance(source.get("claimName"), str):
+        source = volume.get("persistentVolumeClaim") if isinstance(volume, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("claimName"), str):
             names.append(source["claimName"])
     return names
 

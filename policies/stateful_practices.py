@@ -34,14 +34,14 @@ SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|(^|_)key($|_)|apikey|api_
 
 def _containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     containers = pod.get("containers")
-    return [c for c in containers if isinstance(c, Mapping)] if isinstance(containers, list) else []
+    return [c for c in containers if isinstance(c, dict)] if isinstance(containers, list) else []
 
 
 def validate(review: Review) -> Result:
     obj = review.object
     set_spec = spec(obj)
     template = set_spec.get("template")
-    pod = spec(template if isinstance(template, Mapping) else None)
+    pod = spec(template if isinstance(template, dict) else None)
     owner = ref("StatefulSet", review.namespace, review.request.object_name)
     policy = set_spec.get("podManagementPolicy") or "OrderedReady"
     notes = annotations_of(obj)
@@ -70,7 +70,7 @@ def validate(review: Review) -> Result:
     for container in _containers(pod):
         for env in container.get("env") or []:
             if (
-                isinstance(env, Mapping)
+                isinstance(env, dict)
                 and SECRET_NAME.search(str(env.get("name", "")))
                 and env.get("value")
             ):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 try:  # libyaml is several times faster when the wheel has it
@@ -64,6 +65,13 @@ def _files(path: Path) -> Iterator[Path]:
 def parse(text: str, *, source: str, strict: bool = True) -> list[Manifest]:
     """The objects in one file's text. JSON is YAML, so one parser reads both."""
     manifests: list[Manifest] = []
+    if text.lstrip()[:1] in ("{", "["):  # JSON (kubectl get -o json): orjson is far faster
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # not JSON after all (a YAML flow mapping): read it as YAML
+        else:
+            return [Manifest(obj, source, 0) for obj in _flatten(doc, source, 0, strict=strict)]
     starts = _document_lines(text)
     try:
         for index, doc in enumerate(yaml.load_all(text, Loader=_Loader)):

@@ -59,12 +59,19 @@ def _diff_lists(old: list[Any], new: list[Any], path: str) -> list[Op]:
                 ops.extend(_diff(a, b, f"{path}/{index}"))
         return ops
     if len(new) > len(old):
-        # Elements inserted in one run (at the front, middle or end): one add each.
-        prefix = 0
-        while prefix < len(old) and old[prefix] == new[prefix]:
-            prefix += 1
+        # Elements inserted in one run (at the front, middle or end): one add each. The usual
+        # shapes, appended and prepended, are one C-level slice comparison each.
         added = len(new) - len(old)
-        if old[prefix:] == new[prefix + added :]:
+        if new[: len(old)] == old:
+            prefix, matched = len(old), True
+        elif new[added:] == old:
+            prefix, matched = 0, True
+        else:
+            prefix = 0
+            while prefix < len(old) and old[prefix] == new[prefix]:
+                prefix += 1
+            matched = old[prefix:] == new[prefix + added :]
+        if matched:
             return [
                 {"op": "add", "path": f"{path}/{prefix + i}", "value": new[prefix + i]}
                 for i in range(added)
