@@ -120,7 +120,7 @@ def run(work: Path, rounds: int = 200) -> dict[str, dict[str, float]]:
         namespace = cluster.namespace(mode="enforce")
         measure(cluster, namespace, 20)  # warm-up
         results["no webhook"] = measure(cluster, cluster.namespace(mode="enforce"), rounds)
-        webhook = LocalWebhook(cluster, work)
+        webhook = LocalWebhook(cluster, work, background=())  # production defaults
         with Install(cluster, webhook, "namespaced"):
             assert webhook.process is not None
             pin(webhook.process.pid, SERVER_CORE)

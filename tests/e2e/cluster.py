@@ -198,8 +198,14 @@ class LocalWebhook:
     client certificate for system:serviceaccount:stateful-guard:stateful-guard, bound only
     by the ClusterRole and Role in deploy/."""
 
-    def __init__(self, cluster: Cluster, work: Path) -> None:
+    # The reconcile, its grace and the background audit, fast for tests.
+    TEST_BACKGROUND = ("--reconcile-interval=1", "--managed-service-grace=3", "--audit-interval=2")
+
+    def __init__(
+        self, cluster: Cluster, work: Path, *, background: tuple[str, ...] = TEST_BACKGROUND
+    ) -> None:
         assert cluster.plane is not None
+        self.background = background
         self.cluster = cluster
         self.work = work
         self.port = free_port()
@@ -234,9 +240,7 @@ class LocalWebhook:
                 str(self.config),
                 "--kubeconfig",
                 str(self.kubeconfig),
-                "--reconcile-interval=1",  # the reconcile and its grace, fast for tests
-                "--managed-service-grace=3",
-                "--audit-interval=2",
+                *self.background,
             ],
             cwd=ROOT,
             stdout=log,
