@@ -241,3 +241,7 @@ def test_enforce_mode_warnings_and_changes_are_in_the_verdict_for_logs_and_metri
     [verdict] = outcome.verdicts
     assert (verdict.policy, verdict.decision) == ("storage-class", "warn")
     assert list(verdict.messages) == outcome.warnings and len(outcome.warnings) == 2
+
+
+def test_one_line_removes_unprintable_characters() -> None:
+    assert one_line("db/\U00018cd6x\u200bz\x7f") == "db/ x z"

@@ -52,7 +52,10 @@ def _copy(obj: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
     """Text as a single line of at most `limit` characters (no control characters)."""
-    text = _CONTROL.sub(" ", text).strip()
+    text = _CONTROL.sub(" ", text)
+    if not text.isprintable():  # the API server drops warnings with unprintable characters
+        text = "".join(c if c.isprintable() else " " for c in text)
+    text = text.strip()
     # ASCII "...": warnings travel in HTTP Warning headers, where other characters get mangled.
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 

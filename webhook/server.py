@@ -23,7 +23,7 @@ from aiohttp import web
 
 from policies.base import Create
 from webhook.admission import AdmissionResponse, ReviewError, encode_response, parse_review
-from webhook.engine import Engine, Outcome
+from webhook.engine import Engine, Outcome, one_line
 from webhook.metrics import Metrics
 from webhook.writer import ClusterWriter
 
@@ -142,8 +142,7 @@ def _perform_side_effects(state: ServerState, namespace: str, outcome: Outcome) 
     for policy, effect in outcome.side_effects:
         if state.writer is None:
             outcome.warnings.append(
-                f"[{policy}] cannot {effect.description}: no connection to "
-                "the cluster (serve --kubeconfig or --in-cluster)"
+                one_line(f"[{policy}] cannot {effect.description}: no cluster connection")
             )
             state.metrics.side_effects.labels(policy, "skipped").inc()
             continue
