@@ -28,7 +28,16 @@ def free_port() -> int:
 def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "webhook.cli", "serve", "--listen", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--shutdown-delay",
+            "0.5",
+        ],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
@@ -129,7 +138,7 @@ def test_sigterm_lets_in_flight_requests_finish(
         conn.sendall(post_head(len(body)) + body[:100])
         time.sleep(0.3)  # the handler is now waiting for the rest of the body
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        time.sleep(1.0)  # past the 0.5 s drain delay: the port is closed
         with pytest.raises(OSError):
             tls(port, ca).close()  # no new connections once shutting down
         conn.sendall(body[100:])

@@ -119,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
                 port=port,
                 ssl_context=tls.context,
                 shutdown_timeout=args.shutdown_timeout,
+                shutdown_delay=args.shutdown_delay,
                 started=lambda: log.info(
                     "serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)}
                 ),
@@ -237,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         metavar="SECONDS",
         help="delete a managed Service whose StatefulSet has not appeared after this long",
+    )
+    serve.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="after SIGTERM, keep serving this long, not ready, before closing the port",
     )
     serve.add_argument(
         "--shutdown-timeout",

@@ -74,6 +74,7 @@ class ServerState:
     jobs: list[Job] = field(default_factory=list)  # background loops, run while serving
     in_flight: InFlight = field(default_factory=InFlight)
     effects: set[asyncio.Task[None]] = field(default_factory=set)
+    draining: bool = False  # set on SIGTERM
 
 
 STATE = web.AppKey("state", ServerState)
@@ -92,9 +93,10 @@ async def errors_as_json(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Every error a client sees is JSON naming the problem; never a traceback."""
+    state = request.app[STATE]
     try:
-        with request.app[STATE].in_flight:
-            return await handler(request)
+        with state.in_flight:
+            response = await handler(request)
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, f"body larger than {MAX_BODY} bytes")
     except web.HTTPException as exc:
@@ -104,6 +106,9 @@ async def errors_as_json(
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return json_error(500, "internal error; see the webhook's logs")
+    if state.draining:
+        response.force_close()  # the client reconnects, to a replica that stays
+    return response
 
 
 async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
@@ -198,7 +203,10 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if request.app[STATE].ready():
+    state = request.app[STATE]
+    if state.draining:
+        return web.json_response({"status": "shutting down"}, status=503)
+    if state.ready():
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "waiting for the cluster view"}, status=503)
 
@@ -237,9 +245,15 @@ async def serve(
     port: int,
     ssl_context: ssl.SSLContext,
     shutdown_timeout: float,
+    shutdown_delay: float = 0.0,
     started: Callable[[], None] = lambda: None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop listening and let in-flight requests finish.
+    """Serve until SIGTERM or SIGINT, then drain: for `shutdown_delay` seconds keep serving
+    while /readyz answers 503 (so the Service stops sending here) and every response closes
+    its connection (so clients reconnect to another replica); then stop listening, let the
+    requests in flight finish, and return. Kubernetes removes a terminating pod from the
+    Service's endpoints asynchronously: without the delay, requests still routed here would
+    meet a closed port.
 
     Not `web.run_app`: it cancels its main task on a signal, and on Python 3.11+ a cancelled
     shutdown stops waiting for handlers (aiohttp's RequestHandler.shutdown re-raises when its
@@ -262,6 +276,13 @@ async def serve(
         await site.start()
         started()
         await stop.wait()
+        state = app[STATE]
+        state.draining = True
+        log.info(
+            "draining: not ready, closing connections after each response",
+            extra={"seconds": shutdown_delay},
+        )
+        await asyncio.sleep(shutdown_delay)
         log.info("shutting down: no new connections, finishing requests in flight")
         await site.stop()
         in_flight = app[STATE].in_flight

@@ -241,6 +241,7 @@ class LocalWebhook:
                 "--kubeconfig",
                 str(self.kubeconfig),
                 *self.background,
+                "--shutdown-delay=0",  # no Service routes here: nothing to drain
             ],
             cwd=ROOT,
             stdout=log,
