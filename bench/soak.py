@@ -3,7 +3,9 @@ memory and file descriptors stop growing after warm-up.
 
     .venv/bin/python -m bench.soak [--minutes 10] [--concurrency 8]
 
-Samples the server's RSS (/proc/<pid>/status) and open descriptors (/proc/<pid>/fd) every 10 s;
+Samples the server's RSS (/proc/<pid>/status) and open descriptors (/proc/<pid>/fd) every 10 s,
+between bursts of load when every client connection is closed (a descriptor still open then
+is a leak);
 after the first minute of warm-up, RSS may grow by less than 5 % and descriptors not at all.
 Exit 0 when both hold, 1 otherwise. Bodies alternate between the StatefulSet CREATE and the
 pod DELETE; connections are kept alive and, every few seconds, dropped and opened anew.
