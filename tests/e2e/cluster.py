@@ -24,6 +24,7 @@ from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 
 from certs import files as cert_files
+from certs.authority import make_client_cert
 from tests.e2e.controlplane import ControlPlane, free_port, tool
 from tests.support import ROOT
 
@@ -217,6 +218,18 @@ class LocalWebhook:
         self.process: subprocess.Popen[bytes] | None = None
         self.config = work / "config.yaml"
 
+    def client_context(self, *, with_certificate: bool = True) -> ssl.SSLContext:
+        """TLS to the webhook, presenting a client certificate of the e2e CA (as the API
+        server does) unless told not to."""
+        context = ssl.create_default_context(cafile=str(self.certs.ca_cert))
+        if with_certificate:
+            assert self.cluster.plane is not None
+            pair = make_client_cert(self.cluster.plane.ca, user="e2e-probe")
+            pem = self.work / "probe-client.pem"
+            pem.write_bytes(pair.cert_pem + pair.key_pem)
+            context.load_cert_chain(pem)
+        return context
+
     def client_config(self, path: str) -> dict[str, Any]:
         return {
             "url": f"https://127.0.0.1:{self.port}{path}",
@@ -240,6 +253,8 @@ class LocalWebhook:
                 str(self.config),
                 "--kubeconfig",
                 str(self.kubeconfig),
+                "--client-ca",  # only the API server (and our probe) may call it
+                str(self.cluster.plane.ca_file),
                 *self.background,
                 "--shutdown-delay=0",  # no Service routes here: nothing to drain
             ],
@@ -248,7 +263,7 @@ class LocalWebhook:
             stderr=subprocess.STDOUT,
         )
 
-        context = ssl.create_default_context(cafile=str(self.certs.ca_cert))
+        context = self.client_context()
 
         def ready() -> bool:
             assert self.process is not None

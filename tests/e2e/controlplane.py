@@ -239,6 +239,11 @@ class ControlPlane:
     def admin(self) -> Path:
         return self.work / "admin.kubeconfig"
 
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed every client certificate, the API server's included."""
+        return self.work / "ca.crt"
+
     def _start(self, name: str, args: list[str]) -> None:
         log = (self.work / f"{name}.log").open("wb")
         process = subprocess.Popen(
@@ -316,9 +321,46 @@ class ControlPlane:
             ),
         )
 
+        # The API server presents a client certificate to every webhook it calls (user "*"),
+        # so the webhook under test can require one: serve --client-ca.
+        webhook_client = make_client_cert(self.ca, user="kube-apiserver-webhook-client")
+        client_kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "users": [
+                {
+                    "name": "*",
+                    "user": {
+                        "client-certificate-data": base64.b64encode(
+                            webhook_client.cert_pem
+                        ).decode(),
+                        "client-key-data": base64.b64encode(webhook_client.key_pem).decode(),
+                    },
+                }
+            ],
+        }
+        (w / "webhook-client.kubeconfig").write_text(yaml.safe_dump(client_kubeconfig))
+        plugin_config = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "WebhookAdmissionConfiguration",
+            "kubeConfigFile": str(w / "webhook-client.kubeconfig"),
+        }
+        (w / "admission.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "apiserver.config.k8s.io/v1",
+                    "kind": "AdmissionConfiguration",
+                    "plugins": [
+                        {"name": name, "configuration": plugin_config}
+                        for name in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")
+                    ],
+                }
+            )
+        )
         self._start(
             "kube-apiserver",
             [
+                f"--admission-control-config-file={w / 'admission.yaml'}",
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
