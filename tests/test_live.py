@@ -250,3 +250,62 @@ def test_cache_metrics(api: FakeAPI) -> None:
         assert 0 <= float(age.split()[-1]) < 10
     finally:
         view.stop()
+
+
+def test_webhook_answers_from_the_last_view_while_the_api_server_is_gone(api: FakeAPI) -> None:
+    """The API server disappears after the first sync: requests are still judged from the last
+    view, what it cannot tell is decided by the failure mode, and every answer comes at once
+    (far inside the webhook's 5 s timeout: nothing waits on the API server)."""
+    from policies.request import AdmissionRequest
+    from webhook.engine import Engine
+
+    statefulsets = next(r for r in RESOURCES if r.kind == "StatefulSet")
+    sts = {
+        "metadata": {
+            "name": "zk",
+            "namespace": "db",
+            "resourceVersion": "1",
+            "annotations": {"stateful-guard.io/min-replicas": "3"},
+        },
+        "spec": {"replicas": 3, "volumeClaimTemplates": [{"metadata": {"name": "data"}}]},
+    }
+    api.items = [sts]
+    api.watches = [["hang"]] * 5
+    view = LiveView(
+        k8s.ApiClient(k8s.Configuration(host=api.url)), resources=[statefulsets], watch_timeout=5
+    )
+    view.start()
+    try:
+        assert view.wait_ready(5)
+        api.server.shutdown()
+        api.server.server_close()
+        engine = Engine(view)
+
+        def scale(name: str, to: int) -> AdmissionRequest:
+            body = {
+                "apiVersion": "autoscaling/v1",
+                "kind": "Scale",
+                "metadata": {"name": name, "namespace": "db"},
+            }
+            return AdmissionRequest.model_validate(
+                {
+                    "uid": "u",
+                    "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                    "resource": {"group": "apps", "version": "v1", "resource": "statefulsets"},
+                    "subResource": "scale",
+                    "name": name,
+                    "namespace": "db",
+                    "operation": "UPDATE",
+                    "object": {**body, "spec": {"replicas": to}},
+                    "oldObject": {**body, "spec": {"replicas": 3}},
+                }
+            )
+
+        started = time.monotonic()
+        known = engine.validate(scale("zk", 1))  # judged from the last view
+        unknown = engine.validate(scale("ghost", 1))  # not in the view: failure mode, closed
+        assert time.monotonic() - started < 1.0
+        assert not known.allowed and "min-replicas=3" in known.message
+        assert not unknown.allowed and "failureMode is closed" in unknown.message
+    finally:
+        view.stop()
