@@ -1,0 +1,64 @@
+"""The cluster writes: a side effect lands in the request's namespace, whatever its manifest
+says, and never over an existing Service; only managed Services are ever deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from policies.base import Create
+from policies.headless_service import service_for
+from tests.support import example
+from webhook.writer import ClusterWriter
+
+
+class RecordingCore:
+    def __init__(self, *, exists: bool = False) -> None:
+        self.exists = exists
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def create_namespaced_service(self, namespace: str, body: Any) -> None:
+        self.calls.append(("create", namespace, body))
+        if self.exists:
+            raise k8s.ApiException(status=409, reason="AlreadyExists")
+
+    def delete_namespaced_service(self, name: str, namespace: str, body: Any) -> None:
+        self.calls.append(("delete", f"{namespace}/{name}", body))
+
+
+def writer(core: RecordingCore) -> ClusterWriter:
+    created = ClusterWriter(k8s.ApiClient())
+    created.core = core  # type: ignore[assignment]
+    return created
+
+
+def effect(namespace: str) -> Create:
+    service = service_for(example("mysql-replicated.yaml", "StatefulSet"), "mysql", namespace)
+    return Create(service, "create headless Service")
+
+
+def test_created_in_the_request_namespace_only() -> None:
+    core = RecordingCore()
+    assert writer(core).create(effect("kube-system"), "db") == "created"
+    [(verb, namespace, body)] = core.calls
+    assert (verb, namespace, body["metadata"]["namespace"]) == ("create", "db", "db")
+
+
+def test_never_over_an_existing_service() -> None:
+    core = RecordingCore(exists=True)
+    assert writer(core).create(effect("db"), "db") == "exists"
+    assert [c[0] for c in core.calls] == ["create"], "a create, never an update or apply"
+
+
+def test_only_managed_services_are_deleted() -> None:
+    core = RecordingCore()
+    managed = service_for(example("mysql-replicated.yaml", "StatefulSet"), "mysql", "db")
+    managed["metadata"]["uid"] = "u1"
+    writer(core).delete(managed)
+    assert core.calls[0][:2] == ("delete", "db/mysql")
+    assert core.calls[0][2].preconditions.uid == "u1", "only that very Service"
+    mine = {"metadata": {"name": "mine", "namespace": "db", "uid": "u2", "labels": {}}}
+    with pytest.raises(ValueError, match="unmanaged"):
+        writer(core).delete(mine)
