@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from kubernetes import client as k8s
@@ -26,7 +27,7 @@ from webhook.live import LiveView, api_client
 from webhook.manifests import ManifestError, load
 from webhook.metrics import Metrics
 from webhook.outputs import FORMATS, render
-from webhook.reconcile import reconcile_loop
+from webhook.reconcile import reconcile_once
 from webhook.server import Job, ServerState, make_app, serve
 from webhook.view import MemoryView
 from webhook.writer import ClusterWriter
@@ -79,18 +80,20 @@ def _serve(args: argparse.Namespace) -> int:
         elector = LeaseElector(client, namespace=args.namespace, identity=_identity())
         jobs.append(elector.run)
         jobs.append(
-            lambda: reconcile_loop(
-                live_view,
-                cluster_writer,
-                elector,
-                interval=args.reconcile_interval,
-                grace=args.managed_service_grace,
+            lambda: elector.while_leading(
+                args.reconcile_interval,
+                partial(
+                    reconcile_once, live_view, cluster_writer, grace=args.managed_service_grace
+                ),
+                what="reconcile managed Services",
             )
         )
         if args.audit_interval > 0:
             jobs.append(
-                lambda: policyreports.audit_loop(
-                    client, config, elector, interval=args.audit_interval
+                lambda: elector.while_leading(
+                    args.audit_interval,
+                    partial(policyreports.refresh, client, config),
+                    what="background audit",
                 )
             )
         log.info("cluster view from the API server: list+watch started")

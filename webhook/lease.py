@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from kubernetes import client as k8s
 
@@ -96,3 +97,20 @@ class LeaseElector:
                 log.info("leadership changed", extra={"leading": leading, "lease": self.name})
             self.leading = leading
             await asyncio.sleep(self.renew)
+
+    async def while_leading(
+        self, interval: float, work: Callable[[], list[str]], *, what: str
+    ) -> None:
+        """Every `interval` seconds, on the leader only, run `work` (blocking, so in a thread)
+        and log what it did; a failure is logged and the next round tries again."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self.leading:
+                continue
+            try:
+                done = await asyncio.to_thread(work)
+            except Exception as exc:  # retried next round
+                log.warning("%s failed: %s", what, exc)
+                continue
+            for line in done:
+                log.info(line, extra={"job": what})

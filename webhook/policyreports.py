@@ -8,8 +8,6 @@ are created, or replaced in place, under one name per namespace.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections import defaultdict
 from typing import Any
@@ -19,10 +17,7 @@ from kubernetes import client as k8s
 from policies.config import Config
 from webhook.audit import Report, cluster_objects, cluster_subjects, judge
 from webhook.engine import Engine
-from webhook.lease import LeaseElector
 from webhook.view import MemoryView
-
-log = logging.getLogger("stateful_guard.audit")
 
 NAME = "stateful-guard"
 GROUP, VERSION, PLURAL = "wgpolicyk8s.io", "v1alpha2", "policyreports"
@@ -120,18 +115,3 @@ def refresh(api: k8s.ApiClient, config: Config) -> list[str]:
     objects = cluster_objects(api)
     report = judge(Engine(MemoryView(objects), config), cluster_subjects(objects))
     return write(api, policy_reports(report))
-
-
-async def audit_loop(
-    api: k8s.ApiClient, config: Config, elector: LeaseElector, *, interval: float
-) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        if not elector.leading:
-            continue
-        try:
-            done = await asyncio.to_thread(refresh, api, config)
-        except Exception as exc:  # retried next round
-            log.warning("background audit failed: %s", exc)
-        else:
-            log.info("background audit", extra={"reports": len(done)})

@@ -2,15 +2,14 @@
 
 The headless-service policy creates a Service when a StatefulSet is created without one, but
 the set does not exist yet then (admission runs before it is stored), so the Service cannot
-own-reference it. Every `interval` seconds the leader: gives each managed Service an
-ownerReference to its set once the set exists (the garbage collector then removes the Service
-with the set); deletes managed Services whose set never appeared within `grace` seconds (a
-create that was refused after our mutation, by a later webhook or by validation).
+own-reference it. Every `--reconcile-interval` seconds the Lease leader: gives each managed
+Service an ownerReference to its set once the set exists (the garbage collector then removes
+the Service with the set); deletes managed Services whose set never appeared within `grace`
+seconds (a create refused after our mutation, by a later webhook or by validation).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -19,7 +18,6 @@ from typing import Any
 from policies.headless_service import MANAGED_BY, SET_ANNOTATION
 from policies.objects import annotations_of, labels, metadata
 from policies.view import SERVICE, STATEFUL_SET, ClusterView
-from webhook.lease import LeaseElector
 from webhook.writer import ClusterWriter
 
 log = logging.getLogger("stateful_guard.reconcile")
@@ -59,22 +57,3 @@ def reconcile_once(
                 f"deleted Service {namespace}/{name}: StatefulSet {set_name} never appeared"
             )
     return done
-
-
-async def reconcile_loop(
-    view: ClusterView,
-    writer: ClusterWriter,
-    elector: LeaseElector,
-    *,
-    interval: float,
-    grace: float,
-) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        if not elector.leading:
-            continue
-        try:
-            for action in await asyncio.to_thread(reconcile_once, view, writer, grace=grace):
-                log.info(action)
-        except Exception as exc:
-            log.warning("reconcile failed: %s", exc)
