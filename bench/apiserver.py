@@ -111,36 +111,44 @@ class BaselineInstall(Install):
         time.sleep(3)  # the bare endpoint mutates nothing to observe: give the API server time
 
 
+def measured(cluster: Cluster, rounds: int) -> dict[str, float]:
+    """Latencies in a fresh guarded namespace, after a warm-up."""
+    namespace = cluster.namespace(mode="enforce")
+    measure(cluster, namespace, 20)
+    return measure(cluster, namespace, rounds)
+
+
+def with_webhook(cluster: Cluster, install: Install, rounds: int) -> dict[str, float]:
+    """Latencies with a webhook registered through deploy/'s configurations, on core 0."""
+    with install:
+        assert isinstance(install.webhook, LocalWebhook) and install.webhook.process is not None
+        pin(install.webhook.process.pid, SERVER_CORE)
+        return measured(cluster, rounds)
+
+
 def run(work: Path, rounds: int = 200) -> dict[str, dict[str, float]]:
     plane = ControlPlane(build()).start()
     try:
         cluster = Cluster(plane.admin, plane)
         cluster.default_storage_class()
-        results = {}
-        namespace = cluster.namespace(mode="enforce")
-        measure(cluster, namespace, 20)  # warm-up
-        results["no webhook"] = measure(cluster, cluster.namespace(mode="enforce"), rounds)
-        webhook = LocalWebhook(cluster, work, background=())  # production defaults
-        with Install(cluster, webhook, "namespaced"):
-            assert webhook.process is not None
-            pin(webhook.process.pid, SERVER_CORE)
-            ns = cluster.namespace(mode="enforce")
-            measure(cluster, ns, 20)
-            results["stateful-guard webhooks"] = measure(cluster, ns, rounds)
-        baseline = BaselineWebhook(cluster, work / "baseline")
-        with BaselineInstall(cluster, baseline, "namespaced"):
-            assert baseline.process is not None
-            pin(baseline.process.pid, SERVER_CORE)
-            ns = cluster.namespace(mode="enforce")
-            measure(cluster, ns, 20)
-            results["bare webhook (baseline endpoint)"] = measure(cluster, ns, rounds)
+        results = {"no webhook": measured(cluster, rounds)}
+        ours = LocalWebhook(cluster, work, background=())  # production defaults
+        results["stateful-guard webhooks"] = with_webhook(
+            cluster, Install(cluster, ours, "namespaced"), rounds
+        )
+        bare = BaselineWebhook(cluster, work / "baseline")
+        results["bare webhook (baseline endpoint)"] = with_webhook(
+            cluster, BaselineInstall(cluster, bare, "namespaced"), rounds
+        )
         cluster.apply(VAP)
         cluster.apply(VAP_BINDING)
-        ns = cluster.namespace(mode="enforce")
+        probe_ns = cluster.namespace(mode="enforce")
         probe = f"probe-{uuid.uuid4().hex[:4]}"
-        wait_for(lambda: cluster.core.create_namespaced_pod(ns, pod(probe)), what="probe pod")
-        measure(cluster, ns, 20)
-        results["ValidatingAdmissionPolicy"] = measure(cluster, ns, rounds)
+        wait_for(
+            lambda: cluster.core.create_namespaced_pod(probe_ns, pod(probe)),
+            what="the policy in force",
+        )
+        results["ValidatingAdmissionPolicy"] = measured(cluster, rounds)
         return results
     finally:
         plane.stop()

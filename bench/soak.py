@@ -109,6 +109,7 @@ def main() -> int:
                     concurrency=args.concurrency,
                 )
             )
+            time.sleep(1)  # let the server see the clients' connections close
             sample = (time.monotonic() - started, rss_kib(server.pid), descriptors(server.pid))
             samples.append(sample)
             print(
