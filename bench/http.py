@@ -24,6 +24,25 @@ from tests.support import EXAMPLES, ROOT
 SERVER_CORE, LOAD_CORE = 0, 1
 
 
+def serve_command(port: int, cert_dir: Path, *extra: str) -> list[str]:
+    """Our server as the benchmarks run it: the tour's cluster view, quiet logs."""
+    return [
+        sys.executable,
+        "-m",
+        "webhook.cli",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--cert-dir",
+        str(cert_dir),
+        "--objects",
+        str(EXAMPLES / "cluster.yaml"),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,20 +126,7 @@ def run(
     certs = files.issue(work / "certs", service="stateful-guard", namespace="bench")
     pinned = pin(0, LOAD_CORE)
     ours_port, base_port = free_port(), free_port()
-    ours = [
-        sys.executable,
-        "-m",
-        "webhook.cli",
-        "serve",
-        "--listen",
-        f"127.0.0.1:{ours_port}",
-        "--cert-dir",
-        str(certs.directory),
-        "--objects",
-        str(EXAMPLES / "cluster.yaml"),
-        "--log-level",
-        "warning",
-    ]
+    ours = serve_command(ours_port, certs.directory)
     base = [sys.executable, "-m", "bench.baseline", str(base_port), str(certs.cert), str(certs.key)]
     bodies = {
         "statefulset-create /mutate": ("/mutate", create_body()),

@@ -25,9 +25,8 @@ from pathlib import Path
 import aiohttp
 
 from bench.bodies import create_body, delete_body
-from bench.http import LOAD_CORE, free_port, pin, running
+from bench.http import LOAD_CORE, free_port, pin, running, serve_command
 from certs import files
-from tests.support import EXAMPLES
 
 
 def rss_kib(pid: int) -> int:
@@ -78,22 +77,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sg-soak-"))
     certs = files.issue(work, service="stateful-guard", namespace="soak")
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "webhook.cli",
-        "serve",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--cert-dir",
-        str(certs.directory),
-        "--objects",
-        str(EXAMPLES / "cluster.yaml"),
-        "--log-level",
-        "warning",
-        "--shutdown-delay",
-        "0",
-    ]
+    command = serve_command(port, certs.directory, "--shutdown-delay", "0")
     pin(0, LOAD_CORE)
     samples: list[tuple[float, int, int]] = []
     total = 0

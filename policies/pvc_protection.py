@@ -37,7 +37,7 @@ from policies.objects import (
     replicas,
     spec,
 )
-from policies.scale import SCALE, is_scale, set_behind_scale
+from policies.scale import SCALE, is_scale, set_of
 from policies.view import STATEFUL_SET
 
 ALLOW_ANNOTATION = "stateful-guard.io/allow-data-deletion"
@@ -117,13 +117,9 @@ def _set(review: Review) -> Result:
     request = review.request
     owner = ref("StatefulSet", request.namespace, request.object_name)
     scale = is_scale(review)
-    if scale:
-        found = set_behind_scale(review, to_read="its retention policy")
-        if isinstance(found, Result):
-            return found
-        stateful_set: Mapping[str, Any] | None = found
-    else:
-        stateful_set = request.old_object
+    stateful_set = set_of(review, otherwise=request.old_object, to_read="its retention policy")
+    if isinstance(stateful_set, Result):
+        return stateful_set
     if request.operation == "DELETE":
         if _retention(stateful_set, "whenDeleted") != "Delete" or _allowed(stateful_set):
             return Result.allow()

@@ -15,12 +15,9 @@ know is decided by the failure mode (closed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from policies.base import FailureMode, Match, Policy, Result, Review
 from policies.objects import int_annotation, ref, replicas
-from policies.scale import SCALE, is_scale, set_behind_scale
+from policies.scale import SCALE, set_of
 
 MIN_REPLICAS = "stateful-guard.io/min-replicas"
 MAX_SCALE_DOWN = "stateful-guard.io/max-scale-down"
@@ -32,13 +29,9 @@ def validate(review: Review) -> Result:
     if new >= old:
         return Result.allow()
     owner = ref("StatefulSet", request.namespace, request.object_name)
-    if is_scale(review):
-        found = set_behind_scale(review, to_read="its quorum annotations")
-        if isinstance(found, Result):
-            return found
-        stateful_set: Mapping[str, Any] | None = found
-    else:
-        stateful_set = request.object
+    stateful_set = set_of(review, otherwise=request.object, to_read="its quorum annotations")
+    if isinstance(stateful_set, Result):
+        return stateful_set
     minimum = int_annotation(stateful_set, MIN_REPLICAS)
     step = int_annotation(stateful_set, MAX_SCALE_DOWN)
     for key, value in ((MIN_REPLICAS, minimum), (MAX_SCALE_DOWN, step)):

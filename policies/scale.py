@@ -24,8 +24,14 @@ def is_scale(review: Review) -> bool:
     return review.request.sub_resource == "scale"
 
 
-def set_behind_scale(review: Review, *, to_read: str) -> Mapping[str, Any] | Result:
-    """The scaled set from the view, or the undecidable Result saying what could not be read."""
+def set_of(
+    review: Review, *, otherwise: Mapping[str, Any] | None, to_read: str
+) -> Mapping[str, Any] | Result | None:
+    """The StatefulSet a request is about: for a scale request the set in the view (or, when
+    the view lacks it, the undecidable Result naming what could not be read), else
+    `otherwise` (the request's object or oldObject)."""
+    if not is_scale(review):
+        return otherwise
     request = review.request
     found = review.view.get(STATEFUL_SET, request.namespace, request.object_name)
     if found is not None:

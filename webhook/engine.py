@@ -213,16 +213,28 @@ class Engine:
         key = (phase, resource.group, resource.resource, request.sub_resource, request.operation)
         return self._index.get(key, ())
 
-    def mode_for(self, policy: Policy, namespace: str) -> Mode:
-        """The policy's effective mode in a namespace: config override, else capped by label."""
+    def modes(self, policies: Iterable[Policy], namespace: str) -> list[tuple[Policy, Mode]]:
+        """Each policy's effective mode in a namespace (config override, else its mode capped
+        by the namespace's), leaving out those that are off. The namespace is looked up once."""
         settings = self.config.namespaces.get(namespace)
-        if settings and policy.id in settings.policies:
-            return settings.policies[policy.id].mode
         cap = settings.mode if settings and settings.mode else None
         if cap is None and namespace:
             cap = _label_mode(self.view.namespace_labels(namespace))
-        mode = self.config.policy_mode(policy)
-        return mode.capped_by(cap) if cap else mode
+        result: list[tuple[Policy, Mode]] = []
+        for policy in policies:
+            mode: Mode
+            if settings and policy.id in settings.policies:
+                mode = settings.policies[policy.id].mode
+            else:
+                mode = self.config.policy_mode(policy)
+                mode = mode.capped_by(cap) if cap else mode
+            if mode is not Mode.OFF:
+                result.append((policy, mode))
+        return result
+
+    def mode_for(self, policy: Policy, namespace: str) -> Mode:
+        found = self.modes((policy,), namespace)
+        return found[0][1] if found else Mode.OFF
 
     def mutate(self, request: AdmissionRequest) -> Outcome:
         """Run the mutators in order, each seeing the last one's output; diff once.
@@ -231,11 +243,7 @@ class Engine:
         raises, refuses or cannot decide, its edits may be half done, so the chain runs again
         the careful way: each mutator on a copy of its own, adopted only when it succeeds.
         """
-        chain = [
-            (p, m)
-            for p in self.policies_for("mutate", request)
-            if (m := self.mode_for(p, request.namespace)) is not Mode.OFF
-        ]
+        chain = self.modes(self.policies_for("mutate", request), request.namespace)
         results = self._mutate_shared(request, chain)
         if results is None:
             results = self._mutate_isolated(request, chain)
@@ -283,10 +291,7 @@ class Engine:
 
     def validate(self, request: AdmissionRequest) -> Outcome:
         verdicts = _Verdicts(dry_run=request.dry_run)
-        for policy in self.policies_for("validate", request):
-            mode = self.mode_for(policy, request.namespace)
-            if mode is Mode.OFF:
-                continue
+        for policy, mode in self.modes(self.policies_for("validate", request), request.namespace):
             result = self._run(policy, policy.validate, request, request.object)
             verdicts.apply(policy, mode, self.config.failure_mode(policy), result)
         outcome = verdicts.finish()
