@@ -42,24 +42,38 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        self.last_activity = time.monotonic()
         self._idle = asyncio.Event()
         self._idle.set()
 
     def __enter__(self) -> None:
         self.count += 1
+        self.last_activity = time.monotonic()
         self._idle.clear()
 
     def __exit__(self, *_: object) -> None:
         self.count -= 1
+        self.last_activity = time.monotonic()
         if self.count == 0:
             self._idle.set()
 
-    async def drained(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    async def settled(self, *, quiet: float, timeout: float) -> bool:
+        """Wait until nothing is in flight and nothing has started for `quiet` seconds: a
+        client that connected just before the port closed sends its request a moment later,
+        and closing its connection first would lose that request."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._idle.wait(), remaining)
+            except TimeoutError:
+                return False
+            still = quiet - (time.monotonic() - self.last_activity)
+            if still <= 0:
+                return True
+            await asyncio.sleep(min(still, max(0.0, deadline - time.monotonic())))
 
 
 Job = Callable[[], Coroutine[Any, Any, None]]
@@ -286,7 +300,7 @@ async def serve(
         log.info("shutting down: no new connections, finishing requests in flight")
         await site.stop()
         in_flight = app[STATE].in_flight
-        if not await in_flight.drained(shutdown_timeout):
+        if not await in_flight.settled(quiet=0.5, timeout=shutdown_timeout):
             log.warning("shutdown timeout: cutting off requests", extra={"open": in_flight.count})
     finally:
         await runner.cleanup()
