@@ -8,9 +8,11 @@ record or a patch in one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from policies.edits import Edits
 
 if TYPE_CHECKING:
     from policies.config import Config
@@ -83,7 +85,7 @@ class Result:
 
     denials: tuple[Finding, ...] = ()
     warnings: tuple[Finding, ...] = ()
-    changes: tuple[str, ...] = ()  # what a mutator did to its copy, e.g. `set spec.serviceName`
+    changes: tuple[str, ...] = ()  # what a mutator changed, e.g. `set spec.serviceName to db`
     undecided: tuple[Finding, ...] = ()  # could not judge: the failure mode decides
     side_effects: tuple[Create, ...] = ()
 
@@ -129,14 +131,28 @@ _ALLOW = Result()
 class Review:
     """What a policy is given: the request, the object under review, the cluster, the config.
 
-    `object` is the request's object; for a mutator it is a private deep copy that the
-    policy edits in place (the engine diffs it into a JSON Patch).
+    `object` is the request's object (for a mutator: as the mutators before it changed it).
+    It is shared, so no policy edits it: a mutator makes its changes through `edits`, as
+    JSON Patch operations, and the engine adopts them when the policy's mode is enforce.
     """
 
     request: AdmissionRequest
     object: dict[str, Any] | None
     view: ClusterView
     config: Config
+    _edits: Edits | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def edits(self) -> Edits:
+        """Where a mutator changes `object` (made on first use)."""
+        if self._edits is None:
+            self._edits = Edits(self.object if self.object is not None else {})
+        return self._edits
+
+    @property
+    def edited(self) -> Edits | None:
+        """The mutator's edits, if it made any."""
+        return self._edits if self._edits is not None and self._edits.ops else None
 
     @property
     def namespace(self) -> str:

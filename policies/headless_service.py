@@ -107,7 +107,7 @@ def mutate(review: Review) -> Result:
             "headless Service",
             short=f"{owner}: a generated name cannot name its Service; set spec.serviceName",
         )
-    review.object.setdefault("spec", set_spec)["serviceName"] = name
+    review.edits.set(("spec", "serviceName"), name)
     return Result.changed(f"set spec.serviceName to {name}") + _missing_service(review, name)
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import annotations_of, ref, spec
+from policies.edits import Edits, FieldPath
+from policies.objects import annotations_of, ref
 
 ANNOTATION = "stateful-guard.io/server-id"
 OFFSET_ANNOTATION = "stateful-guard.io/server-id-offset"
@@ -128,44 +129,40 @@ def _preset(review: Review) -> tuple[str, Preset, int] | Result:
     return name, preset, offset
 
 
-def _put(items: list[dict[str, Any]], item: dict[str, Any], *, first: bool = False) -> bool:
-    """Set the entry with item's name to item; True when that changed anything."""
-    for index, existing in enumerate(items):
-        if existing.get("name") == item["name"]:
-            if existing == item:
-                return False
-            items[index] = item
-            return True
-    if first:
-        items.insert(0, item)
-    else:
-        items.append(item)
-    return True
+def _put(edits: Edits, path: FieldPath, item: dict[str, Any], *, first: bool = False) -> None:
+    """Make the list at `path` hold `item` in the entry with its name (added when missing)."""
+    items = edits.get(path)
+    for index, existing in enumerate(items if isinstance(items, list) else []):
+        if isinstance(existing, dict) and existing.get("name") == item["name"]:
+            edits.set((*path, index), item)
+            return
+    edits.insert(path, item, index=0 if first else None)
 
 
 def mutate(review: Review) -> Result:
     chosen = _preset(review)
-    if isinstance(chosen, Result):
+    if isinstance(chosen, Result) or review.object is None:
         return Result.allow()  # refused, with the reason, by validate
     name, preset, offset = chosen
-    template = spec(review.object).setdefault("template", {})
-    pod = template.setdefault("spec", {})
+    edits = review.edits
+    pod: FieldPath = ("spec", "template", "spec")
     image = review.config.server_id.image
-    changed = _put(
-        pod.setdefault("initContainers", []), init_container(preset, offset, image), first=True
-    )
-    changed |= _put(pod.setdefault("volumes", []), {"name": VOLUME, "emptyDir": {}})
+    _put(edits, (*pod, "initContainers"), init_container(preset, offset, image), first=True)
+    _put(edits, (*pod, "volumes"), {"name": VOLUME, "emptyDir": {}})
     mounts = [{"name": VOLUME, "mountPath": APP_DIR}]
     if preset.app_path:
         mounts.append({"name": VOLUME, "mountPath": preset.app_path, "subPath": preset.file})
-    for container in pod.get("containers") or []:
-        existing = container.setdefault("volumeMounts", [])
+    containers = edits.get((*pod, "containers"))
+    for index, container in enumerate(containers if isinstance(containers, list) else []):
+        if not isinstance(container, dict):
+            continue
+        at: FieldPath = (*pod, "containers", index)
+        existing = container.get("volumeMounts") or []
         for mount in mounts:
             if mount not in existing:
-                existing.append(mount)
-                changed = True
-        changed |= _put(container.setdefault("env", []), POD_ORDINAL)
-    if not changed:
+                edits.insert((*at, "volumeMounts"), mount)
+        _put(edits, (*at, "env"), POD_ORDINAL)
+    if not edits.ops:
         return Result.allow()
     return Result.changed(
         f"add the {name} server-id init container ({preset.file}, offset {offset})"

@@ -23,21 +23,27 @@ from __future__ import annotations
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import annotations_of, claim_templates, is_kubernetes_controller, name_of, ref
+from policies.edits import FieldPath
+from policies.objects import annotations_of, is_kubernetes_controller, name_of, ref, spec
 from policies.view import STORAGE_CLASS
 
 BETA_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 CREATE = frozenset({"CREATE"})
 
 
-def _claims(review: Review) -> list[tuple[str, dict[str, Any]]]:
-    """(description, claim object) for every claim the request would create."""
+def _claims_at(review: Review) -> list[tuple[str, FieldPath, dict[str, Any]]]:
+    """(description, path, claim object) for every claim the request would create."""
     obj = review.object
     if obj is None:
         return []
     if review.request.resource.resource == "persistentvolumeclaims":
-        return [("claim", obj)]
-    return [(f"claim template {name_of(t) or '?'}", t) for t in claim_templates(obj)]
+        return [("claim", (), obj)]
+    templates = spec(obj).get("volumeClaimTemplates")
+    return [
+        (f"claim template {name_of(t) or '?'}", ("spec", "volumeClaimTemplates", index), t)
+        for index, t in enumerate(templates if isinstance(templates, list) else [])
+        if isinstance(t, dict)
+    ]
 
 
 def _owner(review: Review) -> str:
@@ -53,13 +59,13 @@ def mutate(review: Review) -> Result:
     if not target:
         return Result.allow()
     changes = []
-    for what, claim in _claims(review):
-        claim_spec = claim.setdefault("spec", {})
-        if not isinstance(claim_spec, dict):
+    for what, path, claim in _claims_at(review):
+        claim_spec = claim.get("spec")
+        if claim_spec is not None and not isinstance(claim_spec, dict):
             continue
-        if "storageClassName" in claim_spec or BETA_ANNOTATION in annotations_of(claim):
+        if "storageClassName" in (claim_spec or {}) or BETA_ANNOTATION in annotations_of(claim):
             continue
-        claim_spec["storageClassName"] = target
+        review.edits.set((*path, "spec", "storageClassName"), target)
         changes.append(f"set storageClassName of {what} to {target}")
     return Result.changed(*changes)
 
@@ -76,7 +82,7 @@ def validate(review: Review) -> Result:
     seen: set[str] = set()
     owner = _owner(review)
     quiet = is_kubernetes_controller(review.request.user_info.username)
-    for what, claim in _claims(review):
+    for what, _, claim in _claims_at(review):
         name = _class_of(claim)
         if not name or name in seen:
             continue  # no class, or "" (static binding): nothing to check

@@ -143,8 +143,13 @@ def _check(case: Case, outcome: Outcome) -> None:
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
 def test_case(case: Case) -> None:
-    outcome = case.engine().admit(case.request())
+    request = case.request()
+    sent = copy.deepcopy(request.object)
+    outcome = case.engine().admit(request)
+    assert request.object == sent, "policies never edit the request's object"
     _check(case, outcome)
+    if outcome.patch:
+        assert jsonpatch.apply_patch(sent, outcome.patch) == outcome.object
     if UPDATE_GOLDEN:
         if outcome.patch:
             case.golden.write_text(json.dumps(outcome.patch, indent=2) + "\n")

@@ -112,7 +112,7 @@ def test_warn_mode_mutator_changes_nothing_and_says_what_it_would_do() -> None:
 def test_mutations_compose_in_order_each_seeing_the_last() -> None:
     def first(review: Review) -> Result:
         assert review.object is not None
-        review.object["spec"]["serviceName"] = "from-first"
+        review.edits.set(("spec", "serviceName"), "from-first")
         return Result.changed("set serviceName")
 
     seen: list[str] = []
@@ -120,7 +120,7 @@ def test_mutations_compose_in_order_each_seeing_the_last() -> None:
     def second(review: Review) -> Result:
         assert review.object is not None
         seen.append(review.object["spec"]["serviceName"])
-        review.object["spec"]["replicas"] = 3
+        review.edits.set(("spec", "replicas"), 3)
         return Result.changed("set replicas")
 
     policies = [
@@ -139,7 +139,7 @@ def test_mutations_compose_in_order_each_seeing_the_last() -> None:
 
 def _raises(review: Review) -> Result:
     if review.object is not None:
-        review.object["spec"]["half"] = "edited"
+        review.edits.set(("spec", "half"), "edited")
     raise KeyError("boom")
 
 

@@ -14,9 +14,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from policies.edits import Op
 from policies.request import AdmissionRequest
 from webhook.engine import Outcome
-from webhook.patch import Op
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"

@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from kubernetes import client as k8s
 
+from policies.edits import Op
 from policies.request import AdmissionRequest
 from webhook.engine import Engine, Verdict
 from webhook.live import pages
 from webhook.manifests import Manifest
-from webhook.patch import Op
 
 # The kinds the policies judge at creation: (group, version, resource).
 AUDITED = {
