@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 
 from bench.bodies import big_statefulset, create_body, delete_body, managed_fields
 from tests.support import EXAMPLES, load_yaml
-from webhook.admission import AdmissionResponse, encode_response, parse_review
+from webhook.admission import encode_answer, parse_review
 from webhook.audit import judge, manifest_subjects
 from webhook.engine import Engine
 from webhook.live import LiveView
@@ -45,7 +45,7 @@ def engine_time(runs: int = 5000) -> dict[str, dict[str, float]]:
             started = time.perf_counter()
             review = parse_review(body)
             outcome = run(review.request)
-            encode_response(AdmissionResponse.from_outcome(review.request.uid, outcome))
+            encode_answer(review.request.uid, outcome)
             times.append((time.perf_counter() - started) * 1000)
         times = times[runs // 10 :]  # warm-up
         results[name] = {

@@ -207,6 +207,12 @@ async def test_probes_and_metrics(client: TestClient) -> None:
     ) in text
     assert 'stateful_guard_admission_requests_total{code="400",endpoint="validate"} 1.0' in text
     assert 'stateful_guard_admission_duration_seconds_count{endpoint="validate"} 2.0' in text
+    buckets = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('stateful_guard_admission_duration_seconds_bucket{endpoint="validate"')
+    ]
+    assert len(buckets) == 13 and buckets == sorted(buckets) and buckets[-1] == 2.0
 
 
 async def test_readyz_waits_for_the_view(client: TestClient) -> None:

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 from policies.base import Create
-from webhook.admission import AdmissionResponse, ReviewError, encode_response, parse_review
+from webhook.admission import ReviewError, encode_answer, parse_review
 from webhook.engine import Engine, Outcome, one_line
 from webhook.metrics import Metrics
 from webhook.writer import ClusterWriter
@@ -147,8 +147,8 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
                 )
                 _perform_side_effects(state, admission.namespace, outcome)
                 _log_outcome(endpoint, admission.uid, outcome)
-                answer = AdmissionResponse.from_outcome(admission.uid, outcome)
-                response = web.Response(body=encode_response(answer), content_type=JSON)
+                answer = encode_answer(admission.uid, outcome)
+                response = web.Response(body=answer, content_type=JSON)
     except web.HTTPRequestEntityTooLarge:
         response = json_error(413, f"body larger than {MAX_BODY} bytes")
     state.metrics.record(endpoint, response.status, time.perf_counter() - started, outcome)
