@@ -15,12 +15,12 @@ from kubernetes import client as k8s
 
 from bench.bodies import big_statefulset, create_body, delete_body, managed_fields
 from tests.support import EXAMPLES, load_yaml
+from webhook import collector
 from webhook.admission import encode_answer, parse_review
 from webhook.audit import judge, manifest_subjects
 from webhook.engine import Engine
 from webhook.live import LiveView
 from webhook.manifests import parse
-from webhook.server import tune_gc
 from webhook.view import MemoryView
 
 
@@ -37,7 +37,7 @@ def engine_time(runs: int = 5000) -> dict[str, dict[str, float]]:
         "statefulset-create /validate": (create_body(), engine.validate),
         "pod-delete /validate": (delete_body(), engine.validate),
     }
-    tune_gc()  # as the server does
+    collector.settle()  # as the server does
     results = {}
     for name, (body, run) in cases.items():
         times = []
@@ -140,7 +140,9 @@ def audit_throughput(count: int = 10_000) -> dict[str, float]:
         ("json", orjson.dumps({"apiVersion": "v1", "kind": "List", "items": docs}).decode()),
     ):
         started = time.perf_counter()
-        manifests = parse(text, source=f"bench.{fmt}")
+        with collector.paused():  # as `stateful-guard audit` does
+            manifests = parse(text, source=f"bench.{fmt}")
+        collector.settle()
         parsed = time.perf_counter()
         engine = Engine(MemoryView([*(m.object for m in manifests), *cluster]))
         report = judge(engine, manifest_subjects(manifests))

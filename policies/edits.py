@@ -99,51 +99,48 @@ class Edits:
 
     def _write(self, op: str, path: FieldPath, value: Any) -> None:
         parent, last = path[:-1], path[-1]
-        # The copies along the part of this parent path shared with the last write's are
-        # still where they were: a write changes only its parent's entry `last`.
-        shared = 0
-        previous = self._parent
-        while (
-            shared < len(parent) and shared < len(previous) and parent[shared] == previous[shared]
-        ):
-            shared += 1
+        owned = self._owned
         if self._chain:
+            # The copies along the part of this parent path shared with the last write's are
+            # still where they were: a write changes only its parent's entry `last`.
+            shared = 0
+            for mine, theirs in zip(parent, self._parent, strict=False):
+                if mine != theirs:
+                    break
+                shared += 1
             chain = self._chain[: shared + 1]
         else:
-            chain = [self._own(self.object)]
-            self.object = chain[0]
-            shared = 0
+            shared, chain = 0, [self._own(self.object)]
         node = chain[-1]
         for part in parent[shared:]:
-            child = _child(node, part)
-            if child is None and not _has(node, part):
-                raise KeyError(f"{pointer(path)}: no {part!r} to write through")
-            if id(child) not in self._owned:
-                child = self._own(child)
-                node[part] = child
+            try:
+                child = node[part]
+            except (KeyError, IndexError, TypeError):
+                raise KeyError(f"{pointer(path)}: no {part!r} to write through") from None
+            if id(child) not in owned:
+                child = node[part] = self._own(child)
             chain.append(child)
             node = child
-        if isinstance(node, list):
-            if not isinstance(last, int) or not 0 <= last < len(node) + (op == "add"):
+        if type(node) is list:
+            if type(last) is not int or not 0 <= last < len(node) + (op == "add"):
                 raise IndexError(f"{pointer(path)}: index out of range")
             if op == "add":
                 node.insert(last, value)
             else:
                 node[last] = value
-        elif isinstance(node, dict):
+        elif type(node) is dict:
             node[last] = value
         else:
             raise TypeError(f"{pointer(path)}: cannot write inside a {type(node).__name__}")
+        self.object = chain[0]
         self._parent, self._chain = parent, chain
         self.ops.append({"op": op, "path": pointer(path), "value": value})
 
     def _own(self, container: Any) -> Any:
-        if isinstance(container, dict):
-            copied: Any = dict(container)
-        elif isinstance(container, list):
-            copied = list(container)
-        else:
-            raise TypeError(f"cannot write inside a {type(container).__name__}")
+        kind = type(container)
+        if kind is not dict and kind is not list:
+            raise TypeError(f"cannot write inside a {kind.__name__}")
+        copied = container.copy()
         self._owned[id(copied)] = copied
         return copied
 

@@ -19,7 +19,7 @@ from certs import files as cert_files
 from certs.reload import ReloadingContext
 from policies.config import Config, ConfigError
 from policies.view import ClusterView
-from webhook import logs, policyreports
+from webhook import collector, logs, policyreports
 from webhook.audit import cluster_objects, cluster_subjects, judge, manifest_subjects
 from webhook.engine import Engine
 from webhook.lease import LeaseElector
@@ -142,17 +142,21 @@ def _identity() -> str:
 def _audit(args: argparse.Namespace) -> int:
     """Judge manifests (-f) or a live cluster; exit 1 when an enforce-mode policy fails."""
     config = load_config(args.config)
-    extra = [m.object for m in load(args.objects)] if args.objects else []
+    with collector.paused():  # what is read lives until the report is written
+        extra = [m.object for m in load(args.objects)] if args.objects else []
+        if args.cluster:
+            client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
+            objects = cluster_objects(client)
+        else:
+            manifests = load(args.file)
+    collector.settle()
     if args.cluster:
-        client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
-        objects = cluster_objects(client)
         view = MemoryView([*objects, *extra])
         report = judge(Engine(view, config), cluster_subjects(objects))
         if args.report:
             for done in policyreports.write(client, policyreports.policy_reports(report)):
                 print(done, file=sys.stderr)
     else:
-        manifests = load(args.file)
         view = MemoryView([*(m.object for m in manifests), *extra])
         report = judge(Engine(view, config), manifest_subjects(manifests))
     sys.stdout.write(render(report, args.output))

@@ -24,7 +24,7 @@ from policies.base import (
     Result,
     Review,
 )
-from policies.config import Config
+from policies.config import Config, NamespaceSettings
 from policies.edits import Op
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
@@ -38,6 +38,7 @@ WARNINGS_TOTAL_LIMIT = 4000  # past 4096 runes in all the API server truncates t
 AUDIT_LIMIT = 1000
 
 Phase = Literal["mutate", "validate"]
+Chain = tuple[tuple[Policy, Mode, FailureMode], ...]  # policy, effective mode, failure mode
 Decision = Literal["allow", "deny", "patch", "warn", "audit", "error"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -88,6 +89,9 @@ class Outcome:
     side_effects: list[tuple[str, Create]] = field(default_factory=list)
 
 
+_ALLOWED: dict[tuple[str, Mode], Verdict] = {}
+
+
 class _Verdicts:
     """Collects results, turning each into its mode's effect (the one place modes apply)."""
 
@@ -99,6 +103,18 @@ class _Verdicts:
         self._dropped_warnings = 0
 
     def apply(self, policy: Policy, mode: Mode, failure: FailureMode, result: Result) -> None:
+        if not (
+            result.denials
+            or result.warnings
+            or result.changes
+            or result.undecided
+            or result.side_effects
+        ):  # nothing to say, as most policies for most requests: one shared verdict
+            verdict = _ALLOWED.get((policy.id, mode))
+            if verdict is None:
+                verdict = _ALLOWED[policy.id, mode] = Verdict(policy.id, mode, "allow")
+            self.outcome.verdicts.append(verdict)
+            return
         denials = list(result.denials)
         warnings = list(result.warnings)
         errors = [_undecided(policy, failure, f) for f in result.undecided]
@@ -199,34 +215,52 @@ class Engine:
                     for op in match.operations:
                         key = (phase, match.group, match.resource, match.subresource, op)
                         self._index[key] = (*self._index.get(key, ()), policy)
+        self._chains: dict[tuple[Any, ...], Chain] = {}
 
     def policies_for(self, phase: Phase, request: AdmissionRequest) -> tuple[Policy, ...]:
         resource = request.resource
         key = (phase, resource.group, resource.resource, request.sub_resource, request.operation)
         return self._index.get(key, ())
 
-    def modes(self, policies: Iterable[Policy], namespace: str) -> list[tuple[Policy, Mode]]:
-        """Each policy's effective mode in a namespace (config override, else its mode capped
-        by the namespace's), leaving out those that are off. The namespace is looked up once."""
+    def chain(self, phase: Phase, request: AdmissionRequest) -> Chain:
+        """The policies that judge a request, each with its effective mode and failure mode,
+        in order, leaving out those that are off. Worked out once per kind of request,
+        namespace configuration and namespace mode: only the namespace is looked up each
+        time (its label may change)."""
+        resource = request.resource
+        key = (phase, resource.group, resource.resource, request.sub_resource, request.operation)
+        policies = self._index.get(key)
+        if not policies:
+            return ()
+        namespace = request.namespace
         settings = self.config.namespaces.get(namespace)
         cap = settings.mode if settings and settings.mode else None
         if cap is None and namespace:
             cap = _label_mode(self.view.namespace_labels(namespace))
-        result: list[tuple[Policy, Mode]] = []
-        for policy in policies:
-            mode: Mode
-            if settings and policy.id in settings.policies:
-                mode = settings.policies[policy.id].mode
-            else:
-                mode = self.config.policy_mode(policy)
-                mode = mode.capped_by(cap) if cap else mode
-            if mode is not Mode.OFF:
-                result.append((policy, mode))
-        return result
+        cache_key = (key, namespace if settings else "", cap)
+        found = self._chains.get(cache_key)
+        if found is None:
+            found = self._chains[cache_key] = tuple(
+                (policy, mode, self.config.failure_mode(policy))
+                for policy in policies
+                if (mode := self._mode(policy, settings, cap)) is not Mode.OFF
+            )
+        return found
+
+    def _mode(self, policy: Policy, settings: NamespaceSettings | None, cap: Mode | None) -> Mode:
+        """A policy's mode in a namespace: the namespace's override in the config, else its
+        configured mode capped by the namespace's mode (config, else label)."""
+        if settings and policy.id in settings.policies:
+            return settings.policies[policy.id].mode
+        mode = self.config.policy_mode(policy)
+        return mode.capped_by(cap) if cap else mode
 
     def mode_for(self, policy: Policy, namespace: str) -> Mode:
-        found = self.modes((policy,), namespace)
-        return found[0][1] if found else Mode.OFF
+        settings = self.config.namespaces.get(namespace)
+        cap = settings.mode if settings and settings.mode else None
+        if cap is None and namespace:
+            cap = _label_mode(self.view.namespace_labels(namespace))
+        return self._mode(policy, settings, cap)
 
     def mutate(self, request: AdmissionRequest) -> Outcome:
         """Run the mutators in order, each seeing the object as the ones before changed it.
@@ -238,14 +272,14 @@ class Engine:
         current = request.object
         patch: list[Op] = []
         verdicts = _Verdicts(dry_run=request.dry_run)
-        for policy, mode in self.modes(self.policies_for("mutate", request), request.namespace):
+        for policy, mode, failure in self.chain("mutate", request):
             review = Review(request, current, self.view, self.config)
             result = self._run(policy, policy.mutate, review)
             edited = review.edited
             if edited and mode is Mode.ENFORCE and not (result.denials or result.undecided):
                 current = edited.object
                 patch.extend(edited.ops)
-            verdicts.apply(policy, mode, self.config.failure_mode(policy), result)
+            verdicts.apply(policy, mode, failure, result)
         outcome = verdicts.finish()
         outcome.object = current
         if outcome.allowed:
@@ -254,10 +288,10 @@ class Engine:
 
     def validate(self, request: AdmissionRequest) -> Outcome:
         verdicts = _Verdicts(dry_run=request.dry_run)
-        for policy, mode in self.modes(self.policies_for("validate", request), request.namespace):
+        for policy, mode, failure in self.chain("validate", request):
             review = Review(request, request.object, self.view, self.config)
             result = self._run(policy, policy.validate, review)
-            verdicts.apply(policy, mode, self.config.failure_mode(policy), result)
+            verdicts.apply(policy, mode, failure, result)
         outcome = verdicts.finish()
         outcome.object = request.object
         return outcome
