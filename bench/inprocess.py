@@ -142,7 +142,7 @@ def audit_throughput(count: int = 10_000) -> dict[str, float]:
         started = time.perf_counter()
         with collector.paused():  # as `stateful-guard audit` does
             manifests = parse(text, source=f"bench.{fmt}")
-        collector.settle()
+        collector.settle(collect=False)
         parsed = time.perf_counter()
         engine = Engine(MemoryView([*(m.object for m in manifests), *cluster]))
         report = judge(engine, manifest_subjects(manifests))

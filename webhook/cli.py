@@ -149,7 +149,7 @@ def _audit(args: argparse.Namespace) -> int:
             objects = cluster_objects(client)
         else:
             manifests = load(args.file)
-    collector.settle()
+    collector.settle(collect=False)
     if args.cluster:
         view = MemoryView([*objects, *extra])
         report = judge(Engine(view, config), cluster_subjects(objects))

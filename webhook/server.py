@@ -189,6 +189,8 @@ async def _side_effect(
 
 
 def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
     for verdict in outcome.verdicts:
         if verdict.messages:
             log.info(
