@@ -1,4 +1,4 @@
-"""`python -m bench`: the whole benchmark in one run, bounded (about four minutes), on
+"""`python -m bench`: the whole benchmark in one run, bounded (about ten minutes), on
 127.0.0.1 only. Prints a table with each target and writes JSON to bench/results/."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import apiserver, http, inprocess
+from bench import apiserver, http, inprocess, instructions
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,6 +32,9 @@ def main() -> int:
         rounds=1 if quick else 3,
         concurrencies=(8,) if quick else (1, 8, 64),
     )
+    if instructions.available() and not quick:
+        print("instructions per request (callgrind) ...", flush=True)
+        results["instructions"] = instructions.run(work / "instructions")
     print("through the API server ...", flush=True)
     results["apiserver"] = apiserver.run(work / "apiserver", rounds=20 if quick else 200)
     RESULTS.mkdir(exist_ok=True)
@@ -68,6 +71,16 @@ def table(r: dict[str, Any]) -> str:
                 f"p99 {ours['p99_ms']:.2f} / {base['p99_ms']:.2f} ms)",
                 target,
                 met,
+            )
+        )
+    for key, counts in r.get("instructions", {}).items():
+        rows.append(
+            (
+                f"CPU instructions per request {key}, baseline / ours",
+                f"{counts['baseline'] / 1000:.0f}k / {counts['ours'] / 1000:.0f}k = "
+                f"{counts['baseline_over_ours']:.2f}x (callgrind, one at a time)",
+                "",
+                "",
             )
         )
     none = r["apiserver"]["no webhook"]
