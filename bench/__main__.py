@@ -119,7 +119,7 @@ def table(r: dict[str, Any]) -> str:
         rows.append(
             (
                 f"offline audit, {a['objects']} objects from {fmt.upper()}",
-                f"{value:.0f} objects/s (judging alone {a['judge_objects_per_second']:.0f})",
+                f"{value:.0f} objects/s (judging alone {a[f'{fmt}_judge_objects_per_second']:.0f})",
                 ">= 5000/s",
                 "yes" if value >= 5000 else "no",
             )
