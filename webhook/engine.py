@@ -232,12 +232,8 @@ class Engine:
         policies = self._index.get(key)
         if not policies:
             return ()
-        namespace = request.namespace
-        settings = self.config.namespaces.get(namespace)
-        cap = settings.mode if settings and settings.mode else None
-        if cap is None and namespace:
-            cap = _label_mode(self.view.namespace_labels(namespace))
-        cache_key = (key, namespace if settings else "", cap)
+        settings, cap = self._namespace(request.namespace)
+        cache_key = (key, request.namespace if settings else "", cap)
         found = self._chains.get(cache_key)
         if found is None:
             found = self._chains[cache_key] = tuple(
@@ -256,11 +252,15 @@ class Engine:
         return mode.capped_by(cap) if cap else mode
 
     def mode_for(self, policy: Policy, namespace: str) -> Mode:
+        return self._mode(policy, *self._namespace(namespace))
+
+    def _namespace(self, namespace: str) -> tuple[NamespaceSettings | None, Mode | None]:
+        """A namespace's settings in the config, and its mode cap (config, else label)."""
         settings = self.config.namespaces.get(namespace)
         cap = settings.mode if settings and settings.mode else None
         if cap is None and namespace:
             cap = _label_mode(self.view.namespace_labels(namespace))
-        return self._mode(policy, settings, cap)
+        return settings, cap
 
     def mutate(self, request: AdmissionRequest) -> Outcome:
         """Run the mutators in order, each seeing the object as the ones before changed it.
