@@ -54,12 +54,7 @@ class Edits:
         """The value at `path` in the edited object, or None where the path does not lead."""
         node: Any = self.object
         for part in path:
-            if isinstance(node, dict):
-                node = node.get(part)
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-            else:
-                return None
+            node = _child(node, part)
             if node is None:
                 return None
         return node
@@ -151,9 +146,3 @@ def _child(node: Any, part: Token) -> Any:
     if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
         return node[part]
     return None
-
-
-def _has(node: Any, part: Token) -> bool:
-    if isinstance(node, dict):
-        return part in node
-    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
