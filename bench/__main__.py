@@ -104,6 +104,19 @@ def table(r: dict[str, Any]) -> str:
                     met,
                 )
             )
+    ours_calls = r["apiserver"]["stateful-guard webhooks"].get("webhooks", {})
+    bare_calls = r["apiserver"]["bare webhook (baseline endpoint)"].get("webhooks", {})
+    for key in sorted(ours_calls.keys() & bare_calls.keys()):
+        ours, bare = ours_calls[key]["ms_per_call"], bare_calls[key]["ms_per_call"]
+        rows.append(
+            (
+                f"API server's time per call to {key}, ours / bare",
+                f"{ours:.2f} / {bare:.2f} ms ({ours - bare:+.2f} ms), "
+                f"{ours_calls[key]['calls_per_request']:.1f} calls per request",
+                "",
+                "",
+            )
+        )
     c = r["cache"]
     rows.append(
         (

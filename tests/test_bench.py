@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aiohttp import web
 
-from bench import baseline
+from bench import apiserver, baseline
 from bench.bodies import create_body, delete_body
 from webhook.admission import parse_review
 
@@ -34,3 +35,33 @@ async def test_baseline_parses_and_allows(aiohttp_client) -> None:  # type: igno
     )
     answer = await response.json()
     assert answer["response"] == {"uid": json.loads(body)["request"]["uid"], "allowed": True}
+
+
+def test_per_call_webhook_time_from_the_api_servers_metrics() -> None:
+    """The API server's histogram, summed over its labels, gives the mean per call between
+    two readings; a webhook not called in between is left out."""
+
+    def metrics(mutate: tuple[float, int], pods: tuple[float, int]) -> str:
+        family = "apiserver_admission_webhook_admission_duration_seconds"
+        lines = [f"# HELP {family} h", f"# TYPE {family} histogram"]
+        for name, op, (seconds, calls) in (
+            ("mutate.stateful-guard.io", "CREATE", mutate),
+            ("pods.stateful-guard.io", "DELETE", pods),
+        ):
+            for rejected, share in (("false", 0.75), ("true", 0.25)):  # summed over labels
+                labels = f'name="{name}",operation="{op}",rejected="{rejected}",type="admit"'
+                lines += [
+                    f'{family}_bucket{{{labels},le="+Inf"}} {calls * share}',
+                    f"{family}_sum{{{labels}}} {seconds * share}",
+                    f"{family}_count{{{labels}}} {calls * share}",
+                ]
+        return "\n".join(lines) + "\n"
+
+    before = apiserver.webhook_seconds(metrics((1.0, 100), (0.5, 40)))
+    after = apiserver.webhook_seconds(metrics((1.3, 200), (0.5, 40)))
+    assert before["mutate.stateful-guard.io CREATE"] == (1.0, 100)
+    calls = apiserver.webhook_calls(before, after, rounds=50)
+    assert calls.keys() == {"mutate.stateful-guard.io CREATE"}
+    assert calls["mutate.stateful-guard.io CREATE"] == pytest.approx(
+        {"ms_per_call": 3.0, "calls_per_request": 2.0}
+    )
