@@ -242,3 +242,19 @@ def test_directories_skip_other_yaml(tmp_path: Path) -> None:
     (tmp_path / "values.yaml").write_text("replicas: 3\n")
     (tmp_path / "sts.yaml").write_text((GALLERY / "postgresql.yaml").read_text())
     assert [m.object["kind"] for m in load([tmp_path])] == ["Service", "Service", "StatefulSet"]
+
+
+def test_an_offline_audit_loads_neither_the_server_nor_the_cluster_client() -> None:
+    """`audit -f` in CI starts in about a third of a second: the modules `serve` and
+    `audit --cluster` need (half a second to import) stay unloaded."""
+    code = (
+        "import sys\n"
+        "from webhook.cli import main\n"
+        "status = main(['audit', '-f', 'tests/gallery', '--objects', 'tests/gallery/cluster.yaml'])\n"
+        "heavy = ('aiohttp', 'kubernetes', 'prometheus_client', 'webhook.server')\n"
+        "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert run.stderr.strip().splitlines()[-1] == "1 []", run.stderr

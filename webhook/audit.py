@@ -12,12 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubernetes import client as k8s
-
 from policies.edits import Op
 from policies.request import AdmissionRequest
 from webhook.engine import Engine, Verdict
-from webhook.live import pages
 from webhook.manifests import Manifest
 
 # The kinds the policies judge at creation: (group, version, resource).
@@ -175,28 +172,6 @@ def judge(engine: Engine, subjects: Iterable[tuple[dict[str, Any], Subject]]) ->
 def manifest_subjects(manifests: Iterable[Manifest]) -> Iterable[tuple[dict[str, Any], Subject]]:
     for m in manifests:
         yield m.object, subject_of(m.object, source=m.source, index=m.index, line=m.line)
-
-
-# What a live audit lists, whole (the judged kinds and what the policies look up).
-CLUSTER_PATHS = {
-    "StatefulSet": ("apps/v1", "/apis/apps/v1/statefulsets"),
-    "PersistentVolumeClaim": ("v1", "/api/v1/persistentvolumeclaims"),
-    "Deployment": ("apps/v1", "/apis/apps/v1/deployments"),
-    "ReplicaSet": ("apps/v1", "/apis/apps/v1/replicasets"),
-    "Service": ("v1", "/api/v1/services"),
-    "StorageClass": ("storage.k8s.io/v1", "/apis/storage.k8s.io/v1/storageclasses"),
-    "Namespace": ("v1", "/api/v1/namespaces"),
-}
-
-
-def cluster_objects(client: k8s.ApiClient, page_size: int = 500) -> list[dict[str, Any]]:
-    """Every object of the kinds above, listed in pages. List items carry no kind: set it."""
-    objects = []
-    for kind, (api_version, path) in CLUSTER_PATHS.items():
-        for page in pages(client, path, page_size):
-            for item in page.get("items") or []:
-                objects.append({"apiVersion": api_version, "kind": kind, **item})
-    return objects
 
 
 def cluster_subjects(objects: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], Subject]]:

@@ -1,4 +1,8 @@
-"""The `stateful-guard` command: serve the webhook, make certificates."""
+"""The `stateful-guard` command: serve the webhook, audit, make certificates.
+
+An offline audit (`audit -f`, often run in CI on a few files) imports neither aiohttp nor the
+Kubernetes client, about half a second of start-up: the commands that use them import them.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +15,18 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-
-from certs import files as cert_files
-from certs.reload import ReloadingContext
 from policies.config import Config, ConfigError
-from policies.view import ClusterView
-from webhook import collector, logs, policyreports
-from webhook.audit import cluster_objects, cluster_subjects, judge, manifest_subjects
+from webhook import collector, logs
+from webhook.audit import cluster_subjects, judge, manifest_subjects
 from webhook.engine import Engine
-from webhook.lease import LeaseElector
-from webhook.live import LiveView, api_client
 from webhook.manifests import ManifestError, load
-from webhook.metrics import Metrics
 from webhook.outputs import FORMATS, render
-from webhook.reconcile import reconcile_once
-from webhook.server import Job, ServerState, make_app, serve
 from webhook.view import MemoryView
-from webhook.writer import ClusterWriter
+
+if TYPE_CHECKING:
+    from policies.view import ClusterView
 
 log = logging.getLogger("stateful_guard.cli")
 
@@ -57,6 +53,16 @@ def load_config(path: Path | None) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from certs import files as cert_files
+    from certs.reload import ReloadingContext
+    from webhook import policyreports
+    from webhook.lease import LeaseElector
+    from webhook.live import LiveView, api_client
+    from webhook.metrics import Metrics
+    from webhook.reconcile import reconcile_once
+    from webhook.server import Job, ServerState, make_app, serve
+    from webhook.writer import ClusterWriter
+
     config = load_config(args.config)
     certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
     if made:
@@ -145,6 +151,9 @@ def _audit(args: argparse.Namespace) -> int:
     with collector.paused():  # what is read lives until the report is written
         extra = [m.object for m in load(args.objects)] if args.objects else []
         if args.cluster:
+            from webhook import policyreports
+            from webhook.live import api_client, cluster_objects
+
             client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
             objects = cluster_objects(client)
         else:
@@ -164,6 +173,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _certs(args: argparse.Namespace) -> int:
+    from certs import files as cert_files
+
     files = cert_files.issue(
         args.out,
         service=args.service,
@@ -323,10 +334,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ManifestError) as exc:
         print(f"stateful-guard: {exc}", file=sys.stderr)
         return 2
-    except (OSError, k8s_config.ConfigException, k8s.ApiException, RuntimeError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _cluster_errors()):
+            raise
         print(f"stateful-guard: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
     return result
+
+
+def _cluster_errors() -> tuple[type[Exception], ...]:
+    """What reaching a cluster raises; the client's own errors only if a command loaded it."""
+    if "kubernetes" not in sys.modules:
+        return (OSError, RuntimeError)
+    from kubernetes import client, config
+
+    return (OSError, config.ConfigException, client.ApiException, RuntimeError)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ with bookmarks; a watch that ends is resumed, a 410 Gone relists, any other erro
 after a backoff (1 s doubling to 30 s). Admission requests only read the in-memory stores:
 they never wait on the API server. While it is unreachable, the last view keeps serving.
 
-Objects are trimmed to the fields policies read (`trim`), so the cache stays small.
+Objects are trimmed to the fields policies read (`trim`), so the cache stays small. A live
+audit lists whole objects instead (`cluster_objects`).
 """
 
 from __future__ import annotations
@@ -173,6 +174,28 @@ def pages(client: k8s.ApiClient, path: str, page_size: int = 500) -> Iterator[Ob
         token = (page.get("metadata") or {}).get("continue") or ""
         if not token:
             return
+
+
+# What a live audit lists, whole (the judged kinds and what the policies look up).
+CLUSTER_PATHS = {
+    "StatefulSet": ("apps/v1", "/apis/apps/v1/statefulsets"),
+    "PersistentVolumeClaim": ("v1", "/api/v1/persistentvolumeclaims"),
+    "Deployment": ("apps/v1", "/apis/apps/v1/deployments"),
+    "ReplicaSet": ("apps/v1", "/apis/apps/v1/replicasets"),
+    "Service": ("v1", "/api/v1/services"),
+    "StorageClass": ("storage.k8s.io/v1", "/apis/storage.k8s.io/v1/storageclasses"),
+    "Namespace": ("v1", "/api/v1/namespaces"),
+}
+
+
+def cluster_objects(client: k8s.ApiClient, page_size: int = 500) -> list[dict[str, Any]]:
+    """Every object of the kinds above, listed in pages. List items carry no kind: set it."""
+    objects = []
+    for kind, (api_version, path) in CLUSTER_PATHS.items():
+        for page in pages(client, path, page_size):
+            for item in page.get("items") or []:
+                objects.append({"apiVersion": api_version, "kind": kind, **item})
+    return objects
 
 
 class _Reflector:

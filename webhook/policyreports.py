@@ -15,8 +15,9 @@ from typing import Any
 from kubernetes import client as k8s
 
 from policies.config import Config
-from webhook.audit import Report, cluster_objects, cluster_subjects, judge
+from webhook.audit import Report, cluster_subjects, judge
 from webhook.engine import Engine
+from webhook.live import cluster_objects
 from webhook.view import MemoryView
 
 NAME = "stateful-guard"
