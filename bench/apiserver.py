@@ -21,9 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.http import SERVER_CORE, pin
 from bench.inprocess import percentile
+from policies.request import AdmissionRequest
 from tests.e2e.cluster import Cluster, Install, LocalWebhook, statefulset, wait_for
 from tests.e2e.controlplane import ControlPlane, build
-from tests.support import ROOT
+from tests.support import ROOT, request_dict
+from webhook.engine import Engine
+from webhook.view import MemoryView
 
 VAP = {
     "apiVersion": "admissionregistration.k8s.io/v1",
@@ -69,6 +72,7 @@ def pod(name: str) -> dict[str, Any]:
     }
 
 
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 WEBHOOK_SECONDS = "apiserver_admission_webhook_admission_duration_seconds"
 
 
@@ -131,12 +135,37 @@ def measure(cluster: Cluster, namespace: str, rounds: int) -> dict[str, float]:
     }
 
 
+def our_patch(storage_class: str) -> list[dict[str, Any]]:
+    """The patch our webhooks make for the sets `measure` creates (they differ by name only)."""
+    default = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": storage_class, "annotations": {DEFAULT_CLASS: "true"}},
+        "provisioner": "example.com/bench",
+    }
+    request = request_dict("CREATE", statefulset("db-0"), namespace="bench", dry_run=True)
+    patch = Engine(MemoryView([default])).mutate(AdmissionRequest.model_validate(request)).patch
+    assert patch, "our mutators change the bench's sets"
+    return list(patch)
+
+
 class BaselineWebhook(LocalWebhook):
     """The bare baseline endpoint registered in our webhook configurations: what any webhook
-    costs through the API server on this machine (TLS, the AdmissionReview round trip)."""
+    costs through the API server on this machine (TLS, the AdmissionReview round trip). With
+    a patch, it answers each mutation with it, as a webhook that spent nothing making it."""
+
+    def __init__(
+        self, cluster: Cluster, work: Path, *, patch: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(cluster, work)
+        self.patch = patch
 
     def start(self, config_text: str) -> None:
         del config_text
+        patch_file = []
+        if self.patch:
+            (self.work / "patch.json").write_text(json.dumps(self.patch))
+            patch_file = [str(self.work / "patch.json")]
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -145,6 +174,7 @@ class BaselineWebhook(LocalWebhook):
                 str(self.port),
                 str(self.certs.cert),
                 str(self.certs.key),
+                *patch_file,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -194,6 +224,12 @@ def run(work: Path, rounds: int = 200) -> dict[str, dict[str, Any]]:
         bare = BaselineWebhook(cluster, work / "baseline")
         results["bare webhook (baseline endpoint)"] = with_webhook(
             cluster, BaselineInstall(cluster, bare, "namespaced"), rounds
+        )
+        patching = BaselineWebhook(
+            cluster, work / "patching", patch=our_patch(cluster.default_storage_class())
+        )
+        results["bare webhook answering our patch"] = with_webhook(
+            cluster, BaselineInstall(cluster, patching, "namespaced"), rounds
         )
         cluster.apply(VAP)
         cluster.apply(VAP_BINDING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -35,6 +36,21 @@ async def test_baseline_parses_and_allows(aiohttp_client) -> None:  # type: igno
     )
     answer = await response.json()
     assert answer["response"] == {"uid": json.loads(body)["request"]["uid"], "allowed": True}
+
+
+async def test_baseline_answers_mutations_with_a_given_patch(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    patch = [{"op": "add", "path": "/spec/serviceName", "value": "db-0"}]
+    app = web.Application()
+    app[baseline.PATCH] = base64.b64encode(json.dumps(patch).encode()).decode()
+    app.router.add_post("/mutate", baseline.review)
+    app.router.add_post("/validate", baseline.review)
+    client = await aiohttp_client(app)
+    headers = {"Content-Type": "application/json"}
+    mutated = await (await client.post("/mutate", data=create_body(), headers=headers)).json()
+    assert json.loads(base64.b64decode(mutated["response"]["patch"])) == patch
+    assert mutated["response"]["patchType"] == "JSONPatch"
+    validated = await (await client.post("/validate", data=create_body(), headers=headers)).json()
+    assert "patch" not in validated["response"]
 
 
 def test_per_call_webhook_time_from_the_api_servers_metrics() -> None:
