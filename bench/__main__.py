@@ -36,7 +36,9 @@ def main() -> int:
         print("instructions per request (callgrind) ...", flush=True)
         results["instructions"] = instructions.run(work / "instructions")
     print("through the API server ...", flush=True)
-    results["apiserver"] = apiserver.run(work / "apiserver", rounds=20 if quick else 200)
+    results["apiserver"] = apiserver.run(
+        work / "apiserver", rounds=20 if quick else 100, turns=1 if quick else 3
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{results['when'].replace(':', '')}.json"
     out.write_text(json.dumps(results, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -81,3 +82,17 @@ def test_per_call_webhook_time_from_the_api_servers_metrics() -> None:
     assert calls["mutate.stateful-guard.io CREATE"] == pytest.approx(
         {"ms_per_call": 3.0, "calls_per_request": 2.0}
     )
+
+
+def test_api_server_figures_are_medians_of_the_turns() -> None:
+    def turn(create: float, ms: float, extra: bool) -> dict[str, Any]:
+        webhooks = {"pods DELETE": {"ms_per_call": ms, "calls_per_request": 2.0}}
+        if extra:
+            webhooks["mutate CREATE"] = {"ms_per_call": 9.0, "calls_per_request": 1.0}
+        return {"create_p50_ms": create, "webhooks": webhooks}
+
+    result = apiserver.medians([turn(5.0, 1.0, True), turn(9.0, 3.0, False), turn(6.0, 1.5, True)])
+    assert result == {
+        "create_p50_ms": 6.0,
+        "webhooks": {"pods DELETE": {"ms_per_call": 1.5, "calls_per_request": 2.0}},
+    }
