@@ -1,4 +1,4 @@
-"""`python -m bench`: the whole benchmark in one run, bounded (about ten minutes), on
+"""`python -m bench`: the whole benchmark in one run, bounded (about 13 minutes), on
 127.0.0.1 only. Prints a table with each target and writes JSON to bench/results/."""
 
 from __future__ import annotations
