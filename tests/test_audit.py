@@ -250,7 +250,8 @@ def test_an_offline_audit_loads_neither_the_server_nor_the_cluster_client() -> N
     code = (
         "import sys\n"
         "from webhook.cli import main\n"
-        "status = main(['audit', '-f', 'tests/gallery', '--objects', 'tests/gallery/cluster.yaml'])\n"
+        "files = ['-f', 'tests/gallery', '--objects', 'tests/gallery/cluster.yaml']\n"
+        "status = main(['audit', *files])\n"
         "heavy = ('aiohttp', 'kubernetes', 'prometheus_client', 'webhook.server')\n"
         "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
