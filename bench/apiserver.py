@@ -1,6 +1,8 @@
 """Latency the API server adds: the same creates and deletes with no webhook, with our
-webhooks (the namespaced install from deploy/, the webhook on core 0), and with a
-ValidatingAdmissionPolicy doing the force-delete check in CEL, on the e2e control plane.
+webhooks (the namespaced install from deploy/, the webhook on core 0), with the bare
+baseline endpoint registered the same way (plain, and answering mutations with our patch),
+and with a ValidatingAdmissionPolicy doing the force-delete check in CEL, on the e2e control
+plane. The webhook configurations take turns; each figure is the median of its turns.
 
 End-to-end latencies drift with this machine; the API server's own histogram of the time it
 spends calling each webhook (`apiserver_admission_webhook_admission_duration_seconds`: the
