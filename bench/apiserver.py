@@ -14,7 +14,6 @@ import json
 import socket
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import baseline
 from bench.http import SERVER_CORE, pin
 from bench.inprocess import percentile
 from policies.request import AdmissionRequest
@@ -166,20 +166,12 @@ class BaselineWebhook(LocalWebhook):
 
     def start(self, config_text: str) -> None:
         del config_text
-        patch_file = []
+        patch_file = None
         if self.patch:
-            (self.work / "patch.json").write_text(json.dumps(self.patch))
-            patch_file = [str(self.work / "patch.json")]
+            patch_file = self.work / "patch.json"
+            patch_file.write_text(json.dumps(self.patch))
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.baseline",
-                str(self.port),
-                str(self.certs.cert),
-                str(self.certs.key),
-                *patch_file,
-            ],
+            baseline.command(self.port, self.certs.cert, self.certs.key, patch_file),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

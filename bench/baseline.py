@@ -19,6 +19,12 @@ from aiohttp import web
 PATCH = web.AppKey("patch", str)
 
 
+def command(port: int, cert: Path, key: Path, patch_file: Path | None = None) -> list[str]:
+    """How the benchmarks start it."""
+    patch = [str(patch_file)] if patch_file else []
+    return [sys.executable, "-m", "bench.baseline", str(port), str(cert), str(key), *patch]
+
+
 async def review(request: web.Request) -> web.Response:
     data = orjson.loads(await request.read())
     response: dict[str, Any] = {"uid": data["request"]["uid"], "allowed": True}

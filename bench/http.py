@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import baseline
 from bench.bodies import create_body, delete_body
 from bench.inprocess import percentile
 from certs import files
@@ -197,17 +198,7 @@ def run(
     ours_port, base_port = free_port(), free_port()
     servers = {
         "ours": (serve_command(ours_port, certs.directory), ours_port),
-        "baseline": (
-            [
-                sys.executable,
-                "-m",
-                "bench.baseline",
-                str(base_port),
-                str(certs.cert),
-                str(certs.key),
-            ],
-            base_port,
-        ),
+        "baseline": (baseline.command(base_port, certs.cert, certs.key), base_port),
     }
     bodies = {
         "statefulset-create /mutate": ("/mutate", create_body()),

@@ -17,10 +17,10 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from bench import baseline
 from bench.bodies import create_body, delete_body
 from bench.http import free_port, serve_command
 from certs import files
@@ -99,14 +99,7 @@ def run(work: Path, requests: int = 400) -> dict[str, dict[str, float]]:
             command = (
                 serve_command(port, certs.directory)
                 if server == "ours"
-                else [
-                    sys.executable,
-                    "-m",
-                    "bench.baseline",
-                    str(port),
-                    str(certs.cert),
-                    str(certs.key),
-                ]
+                else baseline.command(port, certs.cert, certs.key)
             )
             counts = [
                 count(command, path, body, ca=certs.ca_cert, port=port, requests=n)
