@@ -48,6 +48,15 @@ def looks_secret(name: str) -> bool:
     )
 
 
+def secret_names(names: list[str]) -> list[str]:
+    """The names that look like secrets. Every word `looks_secret` matches contains pass,
+    secret, token or key, so one scan of all the names at once usually rules them all out."""
+    joined = "\n".join(names).lower()
+    if not ("pass" in joined or "secret" in joined or "token" in joined or "key" in joined):
+        return []
+    return [name for name in names if looks_secret(name)]
+
+
 def _containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     containers = pod.get("containers")
     return [c for c in containers if isinstance(c, dict)] if isinstance(containers, list) else []
@@ -90,17 +99,13 @@ def validate(review: Review) -> Result:
             for e in (envs if isinstance(envs, list) else [])
             if isinstance(e, dict) and e.get("value")
         ]
-        names = "\n".join(literal).lower()
-        if not ("pass" in names or "secret" in names or "token" in names or "key" in names):
-            continue  # a few scans of all the names at once rule them all out, usually
-        for name in literal:
-            if looks_secret(name):
-                finding(
-                    f"{owner}: container {container.get('name', '?')} has env "
-                    f"{name} as a literal value; move it to a Secret and use "
-                    "valueFrom.secretKeyRef.",
-                    f"{owner}: env {name}: literal secret, use secretKeyRef",
-                )
+        for name in secret_names(literal):
+            finding(
+                f"{owner}: container {container.get('name', '?')} has env "
+                f"{name} as a literal value; move it to a Secret and use "
+                "valueFrom.secretKeyRef.",
+                f"{owner}: env {name}: literal secret, use secretKeyRef",
+            )
     if policy == "Parallel" and str(notes.get(ORDERED_START, "")).lower() == "true":
         finding(
             f"{owner}: annotated {ORDERED_START}=true but podManagementPolicy is Parallel; "
