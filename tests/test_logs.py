@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 import time
+from collections.abc import Iterator
 
 import orjson
+import pytest
 
+from webhook import logs
 from webhook.logs import JsonFormatter
 
 
@@ -46,9 +51,56 @@ def test_an_exception_is_one_field() -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        import sys
-
         failed = record(5.0)
         failed.exc_info = sys.exc_info()
     entry = orjson.loads(JsonFormatter().format(failed))
     assert "ValueError: boom" in entry["exception"]
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.BytesIO]:
+    """`setup` as the server runs it, on a stderr whose bytes the test reads; the logging
+    module's state is put back afterwards."""
+    written = io.BytesIO()
+    stderr = io.TextIOWrapper(written, encoding="utf-8", line_buffering=True)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging._srcfile, logs._installed)
+    logs.setup("info")
+    yield written
+    root.handlers[:], level, logging._srcfile, logs._installed = saved
+    root.setLevel(level)
+
+
+def lines(written: io.BytesIO) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in written.getvalue().splitlines()]
+
+
+def test_a_direct_line_is_the_line_the_logger_writes(installed: io.BytesIO) -> None:
+    """`logs.info` writes what `logger.info(msg, extra=...)` writes, in order with it."""
+    logger = logging.getLogger("stateful_guard.server")
+    fields = {"policy": "force-delete", "messages": ["[force-delete] pod db/mysql-1 ..."]}
+    logger.info("policy decision", extra=fields)
+    logs.info(logger, "policy decision", fields)
+    logger.warning("after", extra={"n": 1})
+    through_logging, direct, after = lines(installed)
+    assert direct == through_logging
+    assert after["msg"] == "after"
+
+
+def test_a_direct_line_honours_the_level(installed: io.BytesIO) -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    logs.info(logging.getLogger("stateful_guard.server"), "policy decision", {"policy": "x"})
+    assert installed.getvalue() == b""
+
+
+def test_other_handlers_get_the_record(installed: io.BytesIO) -> None:
+    """With another handler set up (a test's capture), the line goes through logging, so
+    that handler sees it too."""
+    seen: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(capture)
+    logs.info(logging.getLogger("stateful_guard.server"), "policy decision", {"policy": "x"})
+    assert [record.policy for record in seen] == ["x"]  # type: ignore[attr-defined]
+    assert lines(installed)[0]["policy"] == "x"

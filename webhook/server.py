@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from policies.base import Create
-from webhook import collector
+from webhook import collector, logs
 from webhook.admission import ReviewError, encode_answer, parse_review
 from webhook.engine import Engine, Outcome, one_line
 from webhook.metrics import Metrics
@@ -193,9 +193,10 @@ def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
         return
     for verdict in outcome.verdicts:
         if verdict.messages:
-            log.info(
+            logs.info(
+                log,
                 "policy decision",
-                extra={
+                {
                     "endpoint": endpoint,
                     "uid": uid,
                     "policy": verdict.policy,
