@@ -330,9 +330,10 @@ class Engine:
             )
 
 
+_LABEL_MODES = {mode.value: mode for mode in Mode}
+
+
 def _label_mode(labels: Mapping[str, str]) -> Mode | None:
-    value = labels.get(MODE_LABEL)
-    try:
-        return Mode(value) if value else None
-    except ValueError:
-        return None  # a typo in the label does not weaken enforcement
+    """The namespace label's mode; None without one, or for a typo in it (which therefore
+    does not weaken enforcement)."""
+    return _LABEL_MODES.get(labels.get(MODE_LABEL, ""))
