@@ -65,11 +65,17 @@ def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.BytesIO]:
     stderr = io.TextIOWrapper(written, encoding="utf-8", line_buffering=True)
     monkeypatch.setattr(sys, "stderr", stderr)
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging._srcfile, logs._installed)
+    access = logging.getLogger("aiohttp.access")
+    flags = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved_flags = {flag: getattr(logging, flag) for flag in flags}
+    saved = (root.handlers[:], root.level, access.level, logs._installed)
     logs.setup("info")
     yield written
-    root.handlers[:], level, logging._srcfile, logs._installed = saved
+    root.handlers[:], level, access_level, logs._installed = saved
     root.setLevel(level)
+    access.setLevel(access_level)
+    for flag, value in saved_flags.items():
+        setattr(logging, flag, value)
 
 
 def lines(written: io.BytesIO) -> list[dict[str, object]]:
