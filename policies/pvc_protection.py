@@ -78,11 +78,12 @@ def _claim(review: Review) -> Result:
             )
         if _allowed(claim) or _allowed(stateful_set):
             return Result.allow()
+        keep = ordinal - ordinal_start(stateful_set)
         return Result.deny(
             f"{owner} is claim template {template} of StatefulSet {set_name}, ordinal {ordinal} "
             f"(running ordinals {_span(stateful_set)}); deleted now, it is gone when "
             f"{set_name}-{ordinal} restarts and the set re-creates it empty. Scale {set_name} "
-            f"to {ordinal - ordinal_start(stateful_set)} replicas first, or annotate the claim "
+            f"to {keep} replica{'' if keep == 1 else 's'} first, or annotate the claim "
             f"{ALLOW_ANNOTATION}=<reason>.",
             short=f"{owner}: in use by StatefulSet {set_name} (ordinal {ordinal}); "
             "scale down first",
