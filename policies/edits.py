@@ -53,24 +53,28 @@ class Edits:
     def get(self, path: Sequence[Token]) -> Any:
         """The value at `path` in the edited object, or None where the path does not lead."""
         node: Any = self.object
-        for part in path:
-            node = _child(node, part)
-            if node is None:
+        for part in path:  # inline, not a call per step: mutators read many paths per request
+            kind = type(node)
+            if kind is dict:
+                node = node.get(part)
+                if node is None:
+                    return None
+            elif kind is list and type(part) is int and 0 <= part < len(node):
+                node = node[part]
+            else:
                 return None
         return node
 
     def set(self, path: FieldPath, value: Any) -> bool:
         """Set a field or list element to `value`, adding the missing objects above it in one
         operation. False (and no operation) when it already has that value."""
-        node: Any = self.object
-        for depth, part in enumerate(path[:-1]):
-            child = _child(node, part)
-            if child is None:  # objects missing from here down: add them whole
-                for missing in reversed(path[depth + 1 :]):
-                    value = {missing: value}
-                self._write("add", path[: depth + 1], value)
-                return True
-            node = child
+        node = self.get(path[:-1])
+        if node is None:  # objects missing from some depth down: add them whole
+            depth = next(d for d in range(len(path)) if self.get(path[: d + 1]) is None)
+            for missing in reversed(path[depth + 1 :]):
+                value = {missing: value}
+            self._write("add", path[: depth + 1], value)
+            return True
         last = path[-1]
         if isinstance(node, dict):
             exists = last in node
@@ -138,11 +142,3 @@ class Edits:
         copied = container.copy()
         self._owned[id(copied)] = copied
         return copied
-
-
-def _child(node: Any, part: Token) -> Any:
-    if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-        return node[part]
-    return None
