@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from policies.base import (
     Create,
@@ -53,13 +53,13 @@ def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What one policy decided for one request, after its mode: for logs, metrics and audits.
 
     `refusals` are enforced denials; `warnings` what the user was warned of (in warn mode,
     the would-be denials too); `changes` what was (enforce) or would be (warn, audit) mutated;
-    `audits` what audit mode recorded."""
+    `audits` what audit mode recorded. (A named tuple: made for every policy that speaks, on
+    every request, at a third of a frozen dataclass's cost.)"""
 
     policy: str
     mode: Mode
@@ -103,45 +103,50 @@ class _Verdicts:
         self._dropped_warnings = 0
 
     def apply(self, policy: Policy, mode: Mode, failure: FailureMode, result: Result) -> None:
-        if not (
-            result.denials
-            or result.warnings
-            or result.changes
-            or result.undecided
-            or result.side_effects
-        ):  # nothing to say, as most policies for most requests: one shared verdict
+        denials, warnings, changes = result.denials, result.warnings, result.changes
+        if not (denials or warnings or changes or result.undecided or result.side_effects):
+            # nothing to say, as most policies for most requests: one shared verdict
             verdict = _ALLOWED.get((policy.id, mode))
             if verdict is None:
                 verdict = _ALLOWED[policy.id, mode] = Verdict(policy.id, mode, "allow")
             self.outcome.verdicts.append(verdict)
             return
-        denials = list(result.denials)
-        warnings = list(result.warnings)
-        errors = [_undecided(policy, failure, f) for f in result.undecided]
-        (denials if failure is FailureMode.CLOSED else warnings).extend(errors)
+        errors = tuple(_undecided(policy, failure, f) for f in result.undecided)
+        if errors and failure is FailureMode.CLOSED:
+            denials += errors
+        elif errors:
+            warnings += errors
 
+        # Each message list is built only when there is something to put in it: a mutator
+        # that made changes (the usual case) says nothing else.
         pid = policy.id
-        refusals: list[str] = []
-        warned: list[str] = []
-        changes = list(result.changes)
-        audits: list[str] = []
+        refusals: tuple[str, ...] = ()
+        warned: tuple[str, ...] = ()
+        audits: tuple[str, ...] = ()
         if mode is Mode.ENFORCE:
-            refusals = [f"[{pid}] {d.message}" for d in denials]
-            warned = [f"[{pid}] {w.short}" for w in warnings]
-            if not denials and not self.dry_run:
+            if denials:
+                refusals = tuple([f"[{pid}] {d.message}" for d in denials])
+            elif result.side_effects and not self.dry_run:
                 self.outcome.side_effects.extend((pid, e) for e in result.side_effects)
+            if warnings:
+                warned = tuple([f"[{pid}] {w.short}" for w in warnings])
         elif mode is Mode.WARN:
-            warned = [f"[{pid}] would deny: {d.short}" for d in denials]
-            warned += [f"[{pid}] {w.short}" for w in warnings]
-            warned += [f"[{pid}] would {c}" for c in changes]
+            warned = (
+                *[f"[{pid}] would deny: {d.short}" for d in denials],
+                *[f"[{pid}] {w.short}" for w in warnings],
+                *[f"[{pid}] would {c}" for c in changes],
+            )
         else:  # audit
-            audits = [f"would deny: {d.short}" for d in denials]
-            audits += [w.short for w in warnings]
-            audits += [f"would {c}" for c in changes]
+            audits = (
+                *[f"would deny: {d.short}" for d in denials],
+                *[w.short for w in warnings],
+                *[f"would {c}" for c in changes],
+            )
             if audits:
                 # The API server prefixes the key with "<webhook name>/"; an id is a valid name.
                 self.outcome.audit_annotations[pid] = one_line("; ".join(audits), AUDIT_LIMIT)
-        self._denials += refusals
+        if refusals:
+            self._denials += refusals
         for line in warned:
             self._warn(line)
         decision: Decision = (
@@ -158,9 +163,7 @@ class _Verdicts:
             else "allow"
         )
         self.outcome.verdicts.append(
-            Verdict(
-                pid, mode, decision, tuple(refusals), tuple(warned), tuple(changes), tuple(audits)
-            )
+            Verdict(pid, mode, decision, refusals, warned, changes, audits)
         )
 
     def _warn(self, line: str) -> None:
