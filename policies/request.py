@@ -14,32 +14,33 @@ from pydantic.alias_generators import to_camel
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
-    )
+class WireModel(BaseModel):
+    """A part of the wire format: read by its camelCase names only, as the API server sends
+    them (accepting snake_case too made every field two lookups), unknown fields ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="ignore", frozen=True)
 
 
-class GroupVersionKind(_Wire):
+class GroupVersionKind(WireModel):
     group: str = ""
     version: str
     kind: str
 
 
-class GroupVersionResource(_Wire):
+class GroupVersionResource(WireModel):
     group: str = ""
     version: str
     resource: str
 
 
-class UserInfo(_Wire):
+class UserInfo(WireModel):
     username: str = ""
     uid: str = ""
     groups: list[str] = Field(default_factory=list)
     extra: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class AdmissionRequest(_Wire):
+class AdmissionRequest(WireModel):
     uid: str = Field(min_length=1)
     kind: GroupVersionKind
     resource: GroupVersionResource

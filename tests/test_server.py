@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support import example, request_dict, review_body, statefulset_pod
+from webhook.admission import parse_review
 from webhook.server import MAX_BODY
 
 JSON = {"Content-Type": "application/json"}
@@ -141,6 +142,21 @@ async def test_unreadable_calls_get_400_naming_the_problem(
     assert status == 400
     assert message in answer["error"], answer
     assert answer["status"] == 400
+
+
+def test_fields_are_read_by_their_wire_names_only() -> None:
+    """The API server sends camelCase; a snake_case field is an unknown one, ignored."""
+
+    def parse(request: dict[str, Any]) -> Any:
+        return parse_review(json.dumps(review_body(request)).encode()).request
+
+    camel = request_dict("DELETE", old=statefulset_pod(), dry_run=True)
+    parsed = parse(camel)
+    assert (parsed.old_object, parsed.dry_run) == (statefulset_pod(), True)
+    snake = {**camel, "old_object": camel["oldObject"], "dry_run": True}
+    del snake["oldObject"], snake["dryRun"]
+    parsed = parse(snake)
+    assert (parsed.old_object, parsed.dry_run) == (None, False)
 
 
 async def test_wrong_content_type_is_415(client: TestClient) -> None:

@@ -11,10 +11,9 @@ import base64
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
-from policies.request import AdmissionRequest
+from policies.request import AdmissionRequest, WireModel
 from webhook.engine import Outcome
 
 API_VERSION = "admission.k8s.io/v1"
@@ -30,13 +29,7 @@ class ReviewError(ValueError):
         self.status = status
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
-    )
-
-
-class AdmissionReview(_Wire):
+class AdmissionReview(WireModel):
     api_version: Literal["admission.k8s.io/v1"]
     kind: Literal["AdmissionReview"]
     request: AdmissionRequest
