@@ -171,6 +171,9 @@ class Policy:
     validate: PolicyFunc | None = None
     default_mode: Mode = Mode.ENFORCE
     default_failure_mode: FailureMode = FailureMode.OPEN
+    # Guards data (force-delete, pvc-protection, quorum): never skipped by an object's
+    # `stateful-guard.io/skip` annotation; each has its own break-glass rules instead.
+    guards_data: bool = False
 
     @property
     def mutates(self) -> bool:

@@ -7,7 +7,7 @@ never a half-loaded policy set.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -43,11 +43,15 @@ class NamespacePolicySettings(_Section):
     mode: Mode
 
 
+RetentionDelete = Literal["allow", "refuse"]
+
+
 class NamespaceSettings(_Section):
     mode: Mode | None = Field(
         default=None, description="caps every policy here; replaces the namespace label"
     )
     storage_class: str | None = Field(default=None, min_length=1)
+    retention_delete: RetentionDelete | None = None
     policies: dict[str, NamespacePolicySettings] = Field(default_factory=dict)
 
     _check_ids = field_validator("policies")(_known_policy_ids)
@@ -67,6 +71,9 @@ class Config(_Section):
     namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
     server_id: ServerIdSettings = Field(default_factory=ServerIdSettings)
+    # A set whose persistentVolumeClaimRetentionPolicy says Delete: its owner declared that
+    # deleting or scaling it deletes claims. `allow` (default) warns; `refuse` keeps guarding.
+    retention_delete: RetentionDelete = "allow"
 
     _check_ids = field_validator("policies")(_known_policy_ids)
 
@@ -103,6 +110,12 @@ class Config(_Section):
     def storage_class_for(self, namespace: str) -> str | None:
         settings = self.namespaces.get(namespace)
         return settings.storage_class if settings else None
+
+    def retention_delete_for(self, namespace: str) -> RetentionDelete:
+        settings = self.namespaces.get(namespace)
+        if settings and settings.retention_delete:
+            return settings.retention_delete
+        return self.retention_delete
 
     def is_break_glass(self, username: str, groups: list[str]) -> bool:
         return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(groups)

@@ -77,4 +77,5 @@ POLICY = Policy(
     matches=(Match(group="", resource="pods", operations=frozenset({"DELETE"})),),
     validate=validate,
     default_failure_mode=FailureMode.CLOSED,
+    guards_data=True,
 )

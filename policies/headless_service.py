@@ -7,13 +7,17 @@ selecting the set's `matchLabels`, with the pod template's named container ports
 label `app.kubernetes.io/managed-by: stateful-guard`; a background reconcile gives it an
 ownerReference to the set once the set exists, and deletes it if the set never appears. A
 named Service that exists but is not headless (`clusterIP: None`), or whose selector does
-not select the set's pods, is refused.
+not select the set's pods, gets a warning with the fix: add a separate headless Service and
+point `serviceName` at it.
 
 Why: the stable network identity a StatefulSet promises (`mysql-0.mysql.db.svc`) exists only
-through a headless Service that selects its pods. With a normal Service, or one selecting
-other pods, peers cannot find each other by name: replication and quorum membership break.
+through a headless Service that selects its pods. With a normal Service, peers cannot find
+each other by name. Nothing else breaks: a single-replica database or a stateless proxy set
+governed by a plain ClusterIP Service runs fine, so that is a warning, never a refusal (and
+turning the chart's Service headless would break its port mapping and its clients).
 
-`serviceName` is immutable, so UPDATEs are never refused for it.
+`serviceName` is immutable: on UPDATE, a request that omits it gets the stored value back,
+so re-sending the original manifest converges instead of being refused by the API server.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from policies.base import Create, Match, Policy, Result, Review
 from policies.objects import metadata, name_of, pod_template_labels, ref, spec
 from policies.view import SERVICE
 
-CREATE = frozenset({"CREATE"})
+WRITES = frozenset({"CREATE", "UPDATE"})
 
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "stateful-guard"}
@@ -92,10 +96,21 @@ def _missing_service(review: Review, service_name: str) -> Result:
     )
 
 
+def _keep_stored(review: Review) -> Result:
+    """UPDATE: an omitted serviceName gets the stored one back (it is immutable)."""
+    stored = spec(review.request.old_object).get("serviceName")
+    if not stored or spec(review.object).get("serviceName"):
+        return Result.allow()
+    review.edits.set(("spec", "serviceName"), stored)
+    return Result.changed(f"keep the stored spec.serviceName {stored}")
+
+
 def mutate(review: Review) -> Result:
     set_spec = spec(review.object)
     if review.object is None:
         return Result.allow()
+    if review.request.operation == "UPDATE":
+        return _keep_stored(review)
     if set_spec.get("serviceName"):
         return _missing_service(review, str(set_spec["serviceName"]))
     name = name_of(review.object)
@@ -116,6 +131,8 @@ def _selector_text(selector: Mapping[str, Any]) -> str:
 
 
 def validate(review: Review) -> Result:
+    if review.request.operation != "CREATE":
+        return Result.allow()  # serviceName is immutable: judged once, at creation
     service_name = spec(review.object).get("serviceName")
     if not isinstance(service_name, str) or not service_name:
         return Result.allow()
@@ -131,18 +148,23 @@ def validate(review: Review) -> Result:
         return Result.allow()  # the mutation creates it
     service_spec = service.get("spec") or {}
     cluster_ip = service_spec.get("clusterIP")
+    fix = (
+        f"add a headless Service (clusterIP: None, publishNotReadyAddresses: true) selecting "
+        f"the set's pods and point spec.serviceName at it; keep {service_name} for clients"
+    )
     if cluster_ip != "None":
-        shown = cluster_ip or service_spec.get("type", "unset")
-        return Result.deny(
-            f"{owner} names {service_ref}, which is not headless (clusterIP {shown}); pods "
-            "get stable DNS names only through a headless Service. Recreate the Service "
-            "with clusterIP: None, or set spec.serviceName to a headless one.",
-            short=f"{owner}: {service_ref} is not headless; recreate it with clusterIP: None",
+        shown = f"clusterIP {cluster_ip}" if cluster_ip else "a cluster IP assigned"
+        kind = service_spec.get("type") or "ClusterIP"
+        return Result.warn(
+            f"{owner} names {service_ref}, a {kind} Service ({shown}), not a headless one: "
+            f"its pods get no stable DNS names (<pod>.{service_name}), which peers that "
+            f"find each other by name need. To give them names, {fix}.",
+            short=f"{owner}: {service_ref} is not headless; pods get no DNS names (add one)",
         )
     selector = service_spec.get("selector") or {}
     pod_labels = pod_template_labels(review.object)
     if not selector or any(pod_labels.get(k) != v for k, v in selector.items()):
-        return Result.deny(
+        return Result.warn(
             f"{owner} names {service_ref}, whose selector {_selector_text(selector)} does not "
             f"select the set's pods (labels {_selector_text(pod_labels)}); their DNS names "
             "would not resolve. Make the Service's selector match the pod template labels.",
@@ -154,7 +176,7 @@ def validate(review: Review) -> Result:
 POLICY = Policy(
     id="headless-service",
     rationale="StatefulSet pods get stable DNS names only through a headless Service.",
-    matches=(Match(group="apps", resource="statefulsets", operations=CREATE),),
+    matches=(Match(group="apps", resource="statefulsets", operations=WRITES),),
     mutate=mutate,
     validate=validate,
 )

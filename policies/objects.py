@@ -140,10 +140,25 @@ def claim_owner(
     return best
 
 
-def int_annotation(obj: Mapping[str, Any] | None, key: str) -> int | str | None:
-    """An annotation's whole-number value; None when absent; the raw text when invalid."""
-    raw = annotations_of(obj).get(key)
-    if raw is None:
-        return None
-    text = str(raw).strip()
-    return int(text) if text.isdigit() else str(raw)
+def selects(selector: Mapping[str, Any] | None, pod_labels: Mapping[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) selects these labels.
+
+    A null selector selects nothing; an empty one everything (policy/v1 PDBs, Services)."""
+    if not isinstance(selector, dict):
+        return False
+    match_labels = selector.get("matchLabels") or {}
+    if any(pod_labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        if not isinstance(expression, dict):
+            return False
+        key, operator = str(expression.get("key")), expression.get("operator")
+        values = expression.get("values") or []
+        present = key in pod_labels
+        if operator == "In" and not (present and pod_labels[key] in values):
+            return False
+        if operator == "NotIn" and present and pod_labels[key] in values:
+            return False
+        if (operator == "Exists") != present and operator in ("Exists", "DoesNotExist"):
+            return False
+    return True

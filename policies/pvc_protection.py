@@ -6,14 +6,21 @@ Rule:
   ordinal is allowed with a warning.
 - PVC UPDATE that removes the `kubernetes.io/pvc-protection` finalizer from such a claim is
   refused (Kubernetes' own pvc-protection controller may, once the claim is unused).
-- StatefulSet DELETE, and scaling a set down (UPDATE of `spec.replicas`, or the `scale`
-  subresource), are refused when its `persistentVolumeClaimRetentionPolicy` would delete
-  claims (`whenDeleted` / `whenScaled: Delete`), unless the set is annotated
-  `stateful-guard.io/allow-data-deletion`.
+- A `persistentVolumeClaimRetentionPolicy` of `Delete` is the owner's declared intent:
+  deleting the set (`whenDeleted`) or scaling it down (`whenScaled`) deletes claims, and
+  that is what they asked for. It is warned of when a set is created with it, or changed to
+  it, and when the delete or scale-down happens; it is refused only where the configuration
+  says `retentionDelete: refuse` (globally or for the namespace), unless the set is annotated
+  `stateful-guard.io/allow-data-deletion`. An orphaning delete (`--cascade=orphan`) deletes
+  no claims and is never refused.
+- Kubernetes' own controllers are never refused: the namespace controller deleting what a
+  namespace holds, the garbage collector following ownerReferences (how retention `Delete`
+  is carried out), the StatefulSet and volume controllers. A namespace delete never hangs
+  because of us.
 
 Why: a claim deleted under a running pod lives on only until the pod restarts; then it is
 gone and the set re-creates it empty: that member's data is lost. The finalizer is what
-delays that, and a retention policy of Delete makes deleting or scaling a set delete data.
+delays that.
 
 The scale subresource carries no labels or annotations: the set is read from the cluster
 view, and a set the view does not know is decided by the failure mode (closed).
@@ -56,6 +63,8 @@ def _allowed(obj: Mapping[str, Any] | None) -> bool:
 
 def _claim(review: Review) -> Result:
     request = review.request
+    if is_kubernetes_controller(request.user_info.username):
+        return Result.allow()
     claim = request.old_object
     name = request.object_name
     owner = ref("PVC", request.namespace, name)
@@ -92,7 +101,7 @@ def _claim(review: Review) -> Result:
     removed = FINALIZER in _finalizers(request.old_object) and FINALIZER not in _finalizers(
         request.object
     )
-    if not removed or not in_range or is_kubernetes_controller(request.user_info.username):
+    if not removed or not in_range:
         return Result.allow()
     if _allowed(claim) or _allowed(stateful_set):
         return Result.allow()
@@ -114,34 +123,87 @@ def _span(stateful_set: Mapping[str, Any]) -> str:
     return f"{running.start}-{running.stop - 1}" if len(running) else "none"
 
 
+def _declared(review: Review, stateful_set: Mapping[str, Any] | None, warning: Result) -> Result:
+    """A retention policy of Delete being carried out: the owner's intent, warned of, and
+    refused only where the configuration asks (and the set carries no allow annotation)."""
+    if review.config.retention_delete_for(review.namespace) == "refuse" and not _allowed(
+        stateful_set
+    ):
+        finding = warning.warnings[0]
+        return Result.deny(
+            f"{finding.message} Refused because retentionDelete is refuse here: set the "
+            f"retention policy to Retain first, or annotate the set {ALLOW_ANNOTATION}=<reason>.",
+            short=finding.short,
+        )
+    return warning
+
+
+def _created(review: Review) -> Result:
+    """CREATE, or an UPDATE that changes the retention policy: say what Delete means."""
+    request = review.request
+    new = [_retention(request.object, w) for w in ("whenDeleted", "whenScaled")]
+    if "Delete" not in new:
+        return Result.allow()
+    if request.operation == "UPDATE" and new == [
+        _retention(request.old_object, w) for w in ("whenDeleted", "whenScaled")
+    ]:
+        return Result.allow()  # said when it was declared; not on every upgrade
+    owner = ref("StatefulSet", request.namespace, request.object_name)
+    what = " or ".join(
+        w
+        for w, value in zip(("deleting it", "scaling it down"), new, strict=True)
+        if value == "Delete"
+    )
+    return Result.warn(
+        f"{owner}: persistentVolumeClaimRetentionPolicy says Delete: {what} deletes its "
+        "claims and their data. Keep Retain for data you cannot rebuild.",
+        short=f"{owner}: retention Delete: {what} deletes its claims",
+    )
+
+
 def _set(review: Review) -> Result:
     request = review.request
+    if request.operation == "CREATE" or (
+        request.operation == "UPDATE"
+        and not is_scale(review)
+        and replicas(request.object) >= replicas(request.old_object)
+    ):
+        return _created(review)
+    if is_kubernetes_controller(request.user_info.username):
+        return Result.allow()
     owner = ref("StatefulSet", request.namespace, request.object_name)
     scale = is_scale(review)
     stateful_set = set_of(review, otherwise=request.old_object, to_read="its retention policy")
     if isinstance(stateful_set, Result):
         return stateful_set
     if request.operation == "DELETE":
-        if _retention(stateful_set, "whenDeleted") != "Delete" or _allowed(stateful_set):
+        orphan = (request.options or {}).get("propagationPolicy") == "Orphan"
+        if orphan or _retention(stateful_set, "whenDeleted") != "Delete":
             return Result.allow()
-        return Result.deny(
-            f"{owner} has persistentVolumeClaimRetentionPolicy.whenDeleted: Delete; deleting "
-            f"it deletes the data of all its members. Set whenDeleted: Retain first, or "
-            f"annotate the set {ALLOW_ANNOTATION}=<reason>.",
-            short=f"{owner}: deleting it deletes its claims (whenDeleted: Delete)",
+        return _declared(
+            review,
+            stateful_set,
+            Result.warn(
+                f"{owner} has persistentVolumeClaimRetentionPolicy.whenDeleted: Delete; "
+                "deleting it deletes the claims and data of all its members.",
+                short=f"{owner}: deleting it deletes its claims (whenDeleted: Delete)",
+            ),
         )
     old, new = replicas(request.old_object), replicas(request.object)
     if new >= old:
         return Result.allow()
     current = request.object if not scale else stateful_set
-    if _retention(current, "whenScaled") != "Delete" or _allowed(current):
+    if _retention(current, "whenScaled") != "Delete":
         return Result.allow()
     lost = ", ".join(f"{request.object_name}-{o}" for o in ordinals(stateful_set, old)[new:])
-    return Result.deny(
-        f"{owner} has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; scaling from "
-        f"{old} to {new} deletes the data of {lost}. Set whenScaled: Retain first, or annotate "
-        f"the set {ALLOW_ANNOTATION}=<reason>.",
-        short=f"{owner}: scaling {old}->{new} deletes claims (whenScaled: Delete)",
+    return _declared(
+        review,
+        current,
+        Result.warn(
+            f"{owner} has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; scaling "
+            f"from {old} to {new} deletes the claims and data of {lost}.",
+            short=f"{owner}: scaling {old}->{new} deletes claims (whenScaled: Delete)",
+        ),
     )
 
 
@@ -152,14 +214,16 @@ def validate(review: Review) -> Result:
 
 
 CHANGES = frozenset({"UPDATE", "DELETE"})
+SET_OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE"})
 POLICY = Policy(
     id="pvc-protection",
     rationale="A claim deleted under its StatefulSet comes back empty: that member's data is lost.",
     matches=(
         Match(group="", resource="persistentvolumeclaims", operations=CHANGES),
-        Match(group="apps", resource="statefulsets", operations=CHANGES),
+        Match(group="apps", resource="statefulsets", operations=SET_OPERATIONS),
         SCALE,
     ),
     validate=validate,
     default_failure_mode=FailureMode.CLOSED,
+    guards_data=True,
 )

@@ -1,13 +1,22 @@
 """quorum: do not scale a consensus cluster below its quorum, or down too fast.
 
 Rule: a StatefulSet UPDATE or `statefulsets/scale` UPDATE that lowers the replica count is
-refused when the new count is below `stateful-guard.io/min-replicas`, or when it removes
-more than `stateful-guard.io/max-scale-down` members at once. Scaling up is always allowed.
+refused when the new count is below the set's quorum (`policies/quorum_profile.py`: the
+`stateful-guard.io/min-replicas` annotation, else `stateful-guard.io/quorum`, else a majority
+of the current members for a recognised consensus system such as ZooKeeper, etcd or a KRaft
+controller quorum), or when it removes more than `stateful-guard.io/max-scale-down` members
+at once. Scaling up is always allowed.
+
+A recognised system's majority is guarded only where there is one to lose: from 3 members
+up (1 or 2 members stop with any member gone, which stateful-practices warns of), and never
+against scaling to 0, a full stop that keeps every member's data.
 
 Why: ZooKeeper, etcd, Kafka's KRaft controllers and Cassandra with QUORUM reads need a
 majority of their members. Scaling a 5-member ensemble to 2 loses the majority at once; even
 a legal target reached in one step removes members faster than data can re-replicate.
 
+The annotations are read from the stored set and from the request, the stricter winning: a
+patch that drops the annotation while it scales down is judged by the annotation it drops.
 `kubectl scale` and the HorizontalPodAutoscaler use the scale subresource, which carries no
 annotations: they are read from the set in the cluster view, and a set the view does not
 know is decided by the failure mode (closed).
@@ -15,12 +24,29 @@ know is decided by the failure mode (closed).
 
 from __future__ import annotations
 
-from policies.base import FailureMode, Match, Policy, Result, Review
-from policies.objects import int_annotation, ref, replicas
-from policies.scale import SCALE, set_of
+from collections.abc import Mapping
+from typing import Any
 
-MIN_REPLICAS = "stateful-guard.io/min-replicas"
+from policies.base import FailureMode, Match, Policy, Result, Review
+from policies.objects import annotations_of, ref, replicas
+from policies.quorum_profile import MIN_REPLICAS, BadAnnotation, Quorum, profile, whole
+from policies.scale import SCALE, is_scale, set_of
+
 MAX_SCALE_DOWN = "stateful-guard.io/max-scale-down"
+
+
+def _required(quorum: Quorum | None, old: int, new: int) -> int:
+    """The fewest members `quorum` lets a set of `old` keep (0: no limit)."""
+    if quorum is None:
+        return 0
+    if quorum.majority and quorum.system != "annotated" and (old < 3 or new == 0):
+        return 0  # nothing to lose, or a full stop
+    return quorum.required(old)
+
+
+def _step(stateful_set: Mapping[str, Any] | None) -> int | None:
+    raw = annotations_of(stateful_set).get(MAX_SCALE_DOWN)
+    return None if raw is None else whole(MAX_SCALE_DOWN, raw)
 
 
 def validate(review: Review) -> Result:
@@ -29,26 +55,34 @@ def validate(review: Review) -> Result:
     if new >= old:
         return Result.allow()
     owner = ref("StatefulSet", request.namespace, request.object_name)
-    stateful_set = set_of(review, otherwise=request.object, to_read="its quorum annotations")
-    if isinstance(stateful_set, Result):
-        return stateful_set
-    minimum = int_annotation(stateful_set, MIN_REPLICAS)
-    step = int_annotation(stateful_set, MAX_SCALE_DOWN)
-    for key, value in ((MIN_REPLICAS, minimum), (MAX_SCALE_DOWN, step)):
-        if isinstance(value, str):
-            return Result.deny(
-                f"{owner}: annotation {key}={value!r} is not a whole number, so the quorum "
-                "cannot be checked. Fix the annotation.",
-                short=f"{owner}: {key}={value!r} is not a whole number",
-            )
-    if isinstance(minimum, int) and new < minimum:
+    stored = set_of(review, otherwise=request.old_object, to_read="its quorum annotations")
+    if isinstance(stored, Result):
+        return stored
+    judged = [stored] if is_scale(review) else [stored, request.object]
+    try:
+        quorums = [(q, _required(q, old, new)) for q in map(profile, judged)]
+        steps = [s for s in map(_step, judged) if s is not None]
+    except BadAnnotation as bad:
         return Result.deny(
-            f"{owner}: scaling from {old} to {new} goes below {MIN_REPLICAS}={minimum}; the "
-            f"cluster would lose its quorum. Keep at least {minimum} replicas, or lower the "
-            "annotation if the cluster really can run smaller.",
-            short=f"{owner}: {old}->{new} is below {MIN_REPLICAS}={minimum}",
+            f"{owner}: {bad}, so the quorum cannot be checked. Fix the annotation.",
+            short=f"{owner}: {bad}",
         )
-    if isinstance(step, int) and old - new > step:
+    quorum, minimum = max(quorums, key=lambda pair: pair[1])
+    if quorum is not None and new < minimum:
+        if quorum.system == "annotated":
+            why = f"{quorum.source} asks for {minimum}"
+            fix = "lower the annotation if the cluster really can run smaller"
+        else:
+            why = f"{quorum.system} (by its {quorum.source}) needs a majority, {minimum} of {old}"
+            fix = f"annotate the set {MIN_REPLICAS}=<n> if it really can run smaller"
+        return Result.deny(
+            f"{owner}: scaling from {old} to {new} goes below its quorum: {why}; the cluster "
+            f"would stop. Keep at least {minimum} replicas (remove members one at a time), or "
+            f"{fix}.",
+            short=f"{owner}: {old}->{new} is below its quorum of {minimum}",
+        )
+    if steps and old - new > min(steps):
+        step = min(steps)
         return Result.deny(
             f"{owner}: scaling from {old} to {new} removes {old - new} members at once, more "
             f"than {MAX_SCALE_DOWN}={step}. Scale down in steps of at most {step}, letting "
@@ -67,4 +101,5 @@ POLICY = Policy(
     ),
     validate=validate,
     default_failure_mode=FailureMode.CLOSED,
+    guards_data=True,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from policies import (
+    availability,
     force_delete,
     headless_service,
     pvc_protection,
@@ -23,6 +24,7 @@ POLICIES: tuple[Policy, ...] = (
     quorum.POLICY,
     shared_volume.POLICY,
     stateful_practices.POLICY,
+    availability.POLICY,
 )
 POLICY_IDS: tuple[str, ...] = tuple(p.id for p in POLICIES)
 BY_ID: dict[str, Policy] = {p.id: p for p in POLICIES}

@@ -60,7 +60,8 @@ class AdmissionRequest(WireModel):
         if self.name:
             return self.name
         for obj in (self.object, self.old_object):
-            name = (obj or {}).get("metadata", {}).get("name")
+            meta = (obj or {}).get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
             if isinstance(name, str) and name:
                 return name
         return ""

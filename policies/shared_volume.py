@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import is_kubernetes_controller, ref, spec
+from policies.objects import claim_templates, is_kubernetes_controller, name_of, ref, spec
 from policies.view import CLAIM
 
 SINGLE_WRITER = frozenset({"ReadWriteOnce", "ReadWriteOncePod"})
@@ -28,11 +28,17 @@ KINDS = {"statefulsets": "StatefulSet", "deployments": "Deployment", "replicaset
 
 
 def _claims(workload: Mapping[str, Any] | None) -> list[str]:
+    """The claims every replica mounts: `persistentVolumeClaim` volumes, less those that a
+    claim template of the same name replaces (the StatefulSet controller swaps each such
+    volume for the pod's own claim, as with the Bitnami charts' `data` emptyDir fallback)."""
     template = spec(workload).get("template")
     volumes = spec(template if isinstance(template, dict) else None).get("volumes")
+    own = {name_of(t) for t in claim_templates(workload)}
     names = []
     for volume in volumes if isinstance(volumes, list) else []:
         source = volume.get("persistentVolumeClaim") if isinstance(volume, dict) else None
+        if volume.get("name") in own if isinstance(volume, dict) else False:
+            continue
         if isinstance(source, dict) and isinstance(source.get("claimName"), str):
             names.append(source["claimName"])
     return names

@@ -1,21 +1,25 @@
 """storage-class: every claim gets a class that exists, and says so when it loses data.
 
 Rule: on StatefulSet CREATE (each `volumeClaimTemplates` entry) and PVC CREATE, a claim with
-no `storageClassName` field gets the namespace's configured class, else the cluster's
-default StorageClass. An explicit `storageClassName: ""` (static binding to pre-made PVs,
-e.g. NFS) and the legacy `volume.beta.kubernetes.io/storage-class` annotation are left alone.
-A class that does not exist is refused; a class whose `reclaimPolicy` is `Delete`, or that
-cannot expand, gets a warning.
+no `storageClassName` (absent or null) gets the namespace's configured class. Without a
+namespace class nothing is written: the cluster gives claims its default class itself (the
+StatefulSet controller's claims when it makes them, a PVC created directly through the API
+server's DefaultStorageClass plugin before any webhook sees it, and since Kubernetes 1.28 any
+claim retroactively once a default exists), so writing it into a template only makes the
+stored set differ from the manifest. An explicit `storageClassName: ""` (static binding to
+pre-made PVs, e.g. NFS) and the legacy `volume.beta.kubernetes.io/storage-class` annotation
+are left alone. A class that does not exist is refused; a class whose `reclaimPolicy` is
+`Delete`, or that cannot expand, gets a warning.
+
+Claim templates are immutable. On StatefulSet UPDATE a template that omits its class gets
+the stored one back, so re-sending the original manifest (helm upgrade, kubectl apply and
+replace, server-side apply) converges instead of being refused as a change of an immutable
+field; a template that had no class stored is never given one on UPDATE.
 
 Why: a claim naming a missing class stays Pending forever and the set never starts; a
-template without a class depends on whatever default exists when each ordinal is first
-created, so replicas of one set can land on different storage. A `Delete` class destroys the
-volume when its claim is deleted; a class that cannot expand turns a full disk into a
-migration.
-
-Note: for a PVC created directly, the API server's DefaultStorageClass plugin runs before
-webhooks and fills the cluster default, so the namespace class applies to claims created
-from StatefulSet templates and to clusters without a default class.
+namespace meant for one kind of storage should not get whatever the cluster defaults to. A
+`Delete` class destroys the volume when its claim is deleted; a class that cannot expand
+turns a full disk into a migration.
 """
 
 from __future__ import annotations
@@ -24,11 +28,19 @@ from typing import Any
 
 from policies.base import Match, Policy, Result, Review
 from policies.edits import FieldPath
-from policies.objects import annotations_of, is_kubernetes_controller, name_of, ref, spec
+from policies.objects import (
+    annotations_of,
+    claim_templates,
+    is_kubernetes_controller,
+    name_of,
+    ref,
+    spec,
+)
 from policies.view import STORAGE_CLASS
 
 BETA_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 CREATE = frozenset({"CREATE"})
+WRITES = frozenset({"CREATE", "UPDATE"})
 
 
 def _claims_at(review: Review) -> list[tuple[str, FieldPath, dict[str, Any]]]:
@@ -51,33 +63,59 @@ def _owner(review: Review) -> str:
     return ref(kind, review.namespace, review.request.object_name)
 
 
+def _unset(claim: dict[str, Any]) -> bool:
+    """No class chosen: `storageClassName` absent or null, and no legacy annotation."""
+    claim_spec = claim.get("spec")
+    if claim_spec is not None and not isinstance(claim_spec, dict):
+        return False  # not a claim we can judge
+    chosen = (claim_spec or {}).get("storageClassName")
+    return chosen is None and BETA_ANNOTATION not in annotations_of(claim)
+
+
+def _stored_classes(review: Review) -> dict[str, str]:
+    """The class each stored claim template has, by template name (UPDATE only)."""
+    stored: dict[str, str] = {}
+    for template in claim_templates(review.request.old_object):
+        value = (template.get("spec") or {}).get("storageClassName")
+        if isinstance(value, str) and name_of(template):
+            stored[name_of(template)] = value
+    return stored
+
+
 def mutate(review: Review) -> Result:
+    changes = []
+    if review.request.operation == "UPDATE":
+        stored = _stored_classes(review)
+        for what, path, claim in _claims_at(review):
+            value = stored.get(name_of(claim))
+            if value is not None and _unset(claim):
+                review.edits.set((*path, "spec", "storageClassName"), value)
+                changes.append(f"keep the stored storageClassName {value!r} of {what}")
+        return Result.changed(*changes)
     target = review.config.storage_class_for(review.namespace)
     if target is None:
-        default = review.view.default_storage_class()
-        target = name_of(default) if default else None
-    if not target:
-        return Result.allow()
-    changes = []
+        return Result.allow()  # the cluster's default applies to the claims themselves
+    direct = review.request.resource.resource == "persistentvolumeclaims"
+    if direct and review.view.default_storage_class() is not None:
+        return Result.allow()  # the DefaultStorageClass plugin has set it before us
     for what, path, claim in _claims_at(review):
-        claim_spec = claim.get("spec")
-        if claim_spec is not None and not isinstance(claim_spec, dict):
-            continue
-        if "storageClassName" in (claim_spec or {}) or BETA_ANNOTATION in annotations_of(claim):
-            continue
-        review.edits.set((*path, "spec", "storageClassName"), target)
-        changes.append(f"set storageClassName of {what} to {target}")
+        if _unset(claim):
+            review.edits.set((*path, "spec", "storageClassName"), target)
+            changes.append(f"set storageClassName of {what} to {target}")
     return Result.changed(*changes)
 
 
 def _class_of(claim: dict[str, Any]) -> str | None:
-    value = (claim.get("spec") or {}).get("storageClassName")
+    claim_spec = claim.get("spec")
+    value = claim_spec.get("storageClassName") if isinstance(claim_spec, dict) else None
     if value is None:
         value = annotations_of(claim).get(BETA_ANNOTATION)
     return value if isinstance(value, str) else None
 
 
 def validate(review: Review) -> Result:
+    if review.request.operation != "CREATE":
+        return Result.allow()  # templates are immutable: judged once, at creation
     result = Result.allow()
     seen: set[str] = set()
     owner = _owner(review)
@@ -126,7 +164,7 @@ POLICY = Policy(
     id="storage-class",
     rationale="A claim without a usable class never binds, or binds to storage that loses data.",
     matches=(
-        Match(group="apps", resource="statefulsets", operations=CREATE),
+        Match(group="apps", resource="statefulsets", operations=WRITES),
         Match(group="", resource="persistentvolumeclaims", operations=CREATE),
     ),
     mutate=mutate,

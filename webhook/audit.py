@@ -25,8 +25,11 @@ AUDITED = {
     "ReplicaSet": ("apps", "v1", "replicasets"),
 }
 AUDIT_USER = "stateful-guard:audit"
+# Findings about the object itself, not a policy: what the API server would refuse to store.
+MANIFEST = "manifest"
+MANIFEST_RATIONALE = "An object the API server would refuse cannot be installed at all."
 
-Outcome = Literal["fail", "warn", "change", "audit"]
+Outcome = Literal["fail", "warn", "change", "audit", "skip"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Report:
             "warn": 0,
             "change": 0,
             "audit": 0,
+            "skip": 0,
             "pass": 0,
         }
         for judged in self.judged:
@@ -104,7 +108,9 @@ def findings_of(verdict: Verdict) -> list[Finding]:
         ("change", verdict.changes),
         ("audit", verdict.audits),
     ]
-    if verdict.mode.value != "enforce":
+    if verdict.decision == "skip":
+        groups = [("skip", verdict.warnings)]
+    elif verdict.mode.value != "enforce":
         groups = [g for g in groups if g[0] != "change"]  # warn/audit lines already say "would"
     return [
         Finding(verdict.policy, mode, outcome, _plain(verdict.policy, message))
@@ -126,17 +132,40 @@ def subject_of(
     index: int = 0,
     line: int = 1,
 ) -> Subject:
-    meta = obj.get("metadata") or {}
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     return Subject(
         api_version=str(obj.get("apiVersion", "")),
         kind=str(obj.get("kind", "")),
         namespace=str(meta.get("namespace") or default_namespace),
-        name=str(meta.get("name") or meta.get("generateName") or ""),
+        name=str(meta.get("name") or meta.get("generateName") or "?"),
         source=source,
         index=index,
         line=line,
         uid=str(meta.get("uid") or ""),
     )
+
+
+def malformed(obj: dict[str, Any]) -> str | None:
+    """Why the API server would refuse this object's shape, or None: policies then judge a
+    well-formed object (they read defensively beyond that, and an error in one becomes an
+    undecided finding, never a traceback)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return f"metadata must be a mapping, got {_shown(meta)}"
+    name = meta.get("name") or meta.get("generateName")
+    if not isinstance(name, str) or not name:
+        return f"metadata.name must be a non-empty string, got {_shown(meta.get('name'))}"
+    for key in ("labels", "annotations"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            return f"metadata.{key} must be a mapping, got {_shown(meta[key])}"
+    if "spec" in obj and not isinstance(obj["spec"], dict):
+        return f"spec must be a mapping, got {_shown(obj['spec'])}"
+    return None
+
+
+def _shown(value: object) -> str:
+    return "null" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
 
 
 def synthetic_create(obj: dict[str, Any], subject: Subject, number: int) -> AdmissionRequest:
@@ -162,8 +191,17 @@ def judge(engine: Engine, subjects: Iterable[tuple[dict[str, Any], Subject]]) ->
     for number, (obj, subject) in enumerate(subjects):
         if subject.kind not in AUDITED:
             continue
+        problem = malformed(obj)
+        if problem is not None:
+            message = f"{subject}: {problem}; the API server would refuse it. Fix the manifest."
+            finding = Finding(MANIFEST, "enforce", "fail", message)
+            report.judged.append(Judged(subject, [MANIFEST], [finding], []))
+            continue
         outcome = engine.admit(synthetic_create(obj, subject, number))
-        findings = [f for verdict in outcome.verdicts for f in findings_of(verdict)]
+        # dict.fromkeys: a policy with both phases says a skip once, not twice
+        findings = list(
+            dict.fromkeys(f for verdict in outcome.verdicts for f in findings_of(verdict))
+        )
         policies = list(dict.fromkeys(v.policy for v in outcome.verdicts))  # mutate+validate
         report.judged.append(Judged(subject, policies, findings, outcome.patch))
     return report

@@ -33,13 +33,14 @@ from policies.view import ClusterView
 log = logging.getLogger("stateful_guard.engine")
 
 MODE_LABEL = "stateful-guard.io/mode"
+SKIP_ANNOTATION = "stateful-guard.io/skip"
 WARNING_LIMIT = 120  # the API server drops longer warnings' tails; keep each one line
 WARNINGS_TOTAL_LIMIT = 4000  # past 4096 runes in all the API server truncates them
 AUDIT_LIMIT = 1000
 
 Phase = Literal["mutate", "validate"]
 Chain = tuple[tuple[Policy, Mode, FailureMode], ...]  # policy, effective mode, failure mode
-Decision = Literal["allow", "deny", "patch", "warn", "audit", "error"]
+Decision = Literal["allow", "deny", "patch", "warn", "audit", "error", "skip"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -166,6 +167,12 @@ class _Verdicts:
             Verdict(pid, mode, decision, refusals, warned, changes, audits)
         )
 
+    def skip(self, policy: Policy, mode: Mode, subject: str) -> None:
+        """The object opted out of this policy: said in a warning, counted, never silent."""
+        line = f"[{policy.id}] skipped: {subject} is annotated {SKIP_ANNOTATION}={policy.id}"
+        self._warn(line)
+        self.outcome.verdicts.append(Verdict(policy.id, mode, "skip", warnings=(line,)))
+
     def _warn(self, line: str) -> None:
         line = one_line(line)
         if self._warning_chars + len(line) > WARNINGS_TOTAL_LIMIT:
@@ -275,7 +282,11 @@ class Engine:
         current = request.object
         patch: list[Op] = []
         verdicts = _Verdicts(dry_run=request.dry_run)
+        skips = _skips(request)
         for policy, mode, failure in self.chain("mutate", request):
+            if skips and policy.id in skips and not policy.guards_data:
+                verdicts.skip(policy, mode, _subject(request))
+                continue
             review = Review(request, current, self.view, self.config)
             result = self._run(policy, policy.mutate, review)
             edited = review.edited
@@ -291,9 +302,18 @@ class Engine:
 
     def validate(self, request: AdmissionRequest) -> Outcome:
         verdicts = _Verdicts(dry_run=request.dry_run)
+        skips = _skips(request)
         for policy, mode, failure in self.chain("validate", request):
+            if skips and policy.id in skips and not policy.guards_data:
+                verdicts.skip(policy, mode, _subject(request))
+                continue
             review = Review(request, request.object, self.view, self.config)
             result = self._run(policy, policy.validate, review)
+            if skips and policy.id in skips:  # guards data: the annotation does not apply
+                result += Result.warn(
+                    f"{SKIP_ANNOTATION} cannot skip {policy.id}, which guards data; "
+                    "see its own break-glass rule"
+                )
             verdicts.apply(policy, mode, failure, result)
         outcome = verdicts.finish()
         outcome.object = request.object
@@ -331,6 +351,22 @@ class Engine:
                 f"{policy.id} could not evaluate {request.kind.kind} "
                 f"{request.namespace}/{request.object_name} ({type(exc).__name__})",
             )
+
+
+def _skips(request: AdmissionRequest) -> frozenset[str]:
+    """The policy ids the object opts out of (`stateful-guard.io/skip: id[,id]`)."""
+    obj = request.object if request.object is not None else request.old_object
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    notes = meta.get("annotations") if isinstance(meta, dict) else None
+    raw = notes.get(SKIP_ANNOTATION) if isinstance(notes, dict) else None
+    if not isinstance(raw, str):
+        return frozenset()
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _subject(request: AdmissionRequest) -> str:
+    namespace = f"{request.namespace}/" if request.namespace else ""
+    return f"{request.kind.kind} {namespace}{request.object_name}"
 
 
 _LABEL_MODES = {mode.value: mode for mode in Mode}

@@ -9,10 +9,16 @@ from urllib.parse import quote
 import orjson
 
 from policies.registry import BY_ID
-from webhook.audit import Finding, Judged, Report
+from webhook.audit import MANIFEST, MANIFEST_RATIONALE, Finding, Judged, Report
 
 FORMATS = ("table", "json", "sarif", "junit")
-SARIF_LEVEL = {"fail": "error", "warn": "warning", "change": "note", "audit": "note"}
+SARIF_LEVEL = {
+    "fail": "error",
+    "warn": "warning",
+    "change": "note",
+    "audit": "note",
+    "skip": "note",
+}
 
 
 def render(report: Report, fmt: str) -> str:
@@ -38,7 +44,9 @@ def table(report: Report) -> str:
     lines.append("")
     lines.append(
         f"{s['objects']} objects: {s['fail']} failed (enforce), {s['warn']} warnings, "
-        f"{s['change']} changes, {s['audit']} audit records, {s['pass']} policy checks passed"
+        f"{s['change']} changes, {s['audit']} audit records, "
+        + (f"{s['skip']} skipped by annotation, " if s["skip"] else "")
+        + f"{s['pass']} policy checks passed"
     )
     return "\n".join(lines if len(rows) > 1 else lines[-1:]) + "\n"
 
@@ -82,14 +90,15 @@ def sarif(report: Report) -> str:
     )
     rules = []
     for policy_id in policy_ids:
-        policy = BY_ID[policy_id]
+        policy = BY_ID.get(policy_id)
+        warns = policy is not None and policy.default_mode.value == "warn"
+        rationale = policy.rationale if policy else MANIFEST_RATIONALE
+        assert policy is not None or policy_id == MANIFEST
         rules.append(
             {
                 "id": policy_id,
-                "shortDescription": {"text": policy.rationale},
-                "defaultConfiguration": {
-                    "level": "warning" if policy.default_mode.value == "warn" else "error"
-                },
+                "shortDescription": {"text": rationale},
+                "defaultConfiguration": {"level": "warning" if warns else "error"},
             }
         )
     index = {rule["id"]: n for n, rule in enumerate(rules)}
