@@ -25,6 +25,7 @@ from kubernetes import config as k8s_config
 
 from policies.view import (
     CLAIM,
+    DISRUPTION_BUDGET,
     NAMESPACE,
     SERVICE,
     STATEFUL_SET,
@@ -78,7 +79,21 @@ def trim_stateful_set(obj: Obj) -> Obj:
         "podManagementPolicy",
         "persistentVolumeClaimRetentionPolicy",
     )
-    kept["template"] = {"metadata": _pick((spec.get("template") or {}).get("metadata"), "labels")}
+    template = spec.get("template") or {}
+    kept["template"] = {
+        "metadata": _pick(template.get("metadata"), "labels"),
+        # What the quorum profile reads (images, literal env, command line) for a scale
+        # request, which carries none of it.
+        "spec": {
+            "containers": [
+                {
+                    **_pick(c, "name", "image", "command", "args"),
+                    "env": [_pick(e, "name", "value") for e in c.get("env") or [] if "value" in e],
+                }
+                for c in (template.get("spec") or {}).get("containers") or []
+            ]
+        },
+    }
     kept["volumeClaimTemplates"] = [
         {
             "metadata": _pick(t.get("metadata"), "name"),
@@ -101,6 +116,13 @@ def trim_claim(obj: Obj) -> Obj:
     }
 
 
+def trim_disruption_budget(obj: Obj) -> Obj:
+    return {
+        "metadata": _metadata(obj),
+        "spec": _pick(obj.get("spec"), "selector", "minAvailable", "maxUnavailable"),
+    }
+
+
 def trim_namespace(obj: Obj) -> Obj:
     return {"metadata": _pick(obj.get("metadata"), "name", "labels")}
 
@@ -118,6 +140,7 @@ RESOURCES = (
     Resource(STATEFUL_SET, "/apis/apps/v1/statefulsets", trim_stateful_set),
     Resource(CLAIM, "/api/v1/persistentvolumeclaims", trim_claim),
     Resource(NAMESPACE, "/api/v1/namespaces", trim_namespace),
+    Resource(DISRUPTION_BUDGET, "/apis/policy/v1/poddisruptionbudgets", trim_disruption_budget),
 )
 
 
@@ -185,6 +208,7 @@ CLUSTER_PATHS = {
     "Service": ("v1", "/api/v1/services"),
     "StorageClass": ("storage.k8s.io/v1", "/apis/storage.k8s.io/v1/storageclasses"),
     "Namespace": ("v1", "/api/v1/namespaces"),
+    "PodDisruptionBudget": ("policy/v1", "/apis/policy/v1/poddisruptionbudgets"),
 }
 
 
