@@ -1,10 +1,11 @@
 """A real Kubernetes control plane for the end-to-end suite, built from Go modules.
 
-What controller-runtime's envtest does, without downloads: etcd, kube-apiserver and
-kube-controller-manager are built with the Go toolchain from `go.etcd.io/etcd/server/v3` and
-`k8s.io/kubernetes` at pinned versions (through small wrapper modules, since both modules'
-own replace directives stop `go install`), once, into a cache keyed by those versions. The
-certificates and client-certificate users come from our own `certs/` code.
+What controller-runtime's envtest does, without downloads: etcd, kube-apiserver,
+kube-controller-manager and kubectl (the e2e lifecycle drives charts as users do) are built
+with the Go toolchain from `go.etcd.io/etcd/server/v3` and `k8s.io/kubernetes` at pinned
+versions (through small wrapper modules, since both modules' own replace directives stop
+`go install`), once, into a cache keyed by those versions. The certificates and
+client-certificate users come from our own `certs/` code.
 
     python -m tests.e2e.controlplane build     # what .ci/run does before the tests
     python -m tests.e2e.controlplane run       # a control plane to poke at; Ctrl-C stops it
@@ -38,7 +39,7 @@ ETCD = "v3.6.16"
 # v0.<minor>.<patch>; the list is read from k8s.io/kubernetes's own go.mod.
 CACHE = Path(os.environ.get("STATEFUL_GUARD_CACHE", Path.home() / ".cache" / "stateful-guard"))
 BIN = CACHE / "controlplane" / f"kubernetes-{KUBERNETES}-etcd-{ETCD}" / "bin"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 # Tools that render deploy/ exactly as users would (kustomize v5.8.3 wants Go 1.27).
 TOOLS = {
     "kustomize": "sigs.k8s.io/kustomize/kustomize/v5@v5.8.1",
@@ -63,6 +64,7 @@ package controlplane
 import (
 \t_ "k8s.io/kubernetes/cmd/kube-apiserver"
 \t_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+\t_ "k8s.io/kubernetes/cmd/kubectl"
 )
 """
 
@@ -120,8 +122,8 @@ def build(*, force: bool = False) -> Path:
     _need_go()
     started = time.monotonic()
     say(
-        f"building kube-apiserver and kube-controller-manager {KUBERNETES} and etcd {ETCD} "
-        f"from their Go modules into {BIN}; the first build takes several minutes"
+        f"building kube-apiserver, kube-controller-manager and kubectl {KUBERNETES}, and etcd "
+        f"{ETCD} from their Go modules into {BIN}; the first build takes several minutes"
     )
     work = BIN.parent / "src"
     version = KUBERNETES.lstrip("v")
@@ -148,6 +150,7 @@ def build(*, force: bool = False) -> Path:
             str(BIN) + "/",
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kubectl",
         ],
         kube,
     )
