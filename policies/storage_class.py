@@ -8,7 +8,8 @@ server's DefaultStorageClass plugin before any webhook sees it, and since Kubern
 claim retroactively once a default exists), so writing it into a template only makes the
 stored set differ from the manifest. An explicit `storageClassName: ""` (static binding to
 pre-made PVs, e.g. NFS) and the legacy `volume.beta.kubernetes.io/storage-class` annotation
-are left alone. A class that does not exist is refused; a class whose `reclaimPolicy` is
+are left alone. A class that does not exist gets a warning (its claims stay Pending until it
+does; it may come in the same `kubectl apply`, after the set); a class whose `reclaimPolicy` is
 `Delete`, or that cannot expand, gets a warning.
 
 Claim templates are immutable. On StatefulSet UPDATE a template that omits its class gets
@@ -16,7 +17,7 @@ the stored one back, so re-sending the original manifest (helm upgrade, kubectl 
 replace, server-side apply) converges instead of being refused as a change of an immutable
 field; a template that had no class stored is never given one on UPDATE.
 
-Why: a claim naming a missing class stays Pending forever and the set never starts; a
+Why: a claim naming a class that never appears stays Pending and the set never starts; a
 namespace meant for one kind of storage should not get whatever the cluster defaults to. A
 `Delete` class destroys the volume when its claim is deleted; a class that cannot expand
 turns a full disk into a migration.
@@ -134,11 +135,14 @@ def validate(review: Review) -> Result:
             continue
         storage_class = review.view.get(STORAGE_CLASS, "", name)
         if storage_class is None:
-            result += Result.deny(
-                f"{owner} {what} names StorageClass {name}, which does not exist; its claims "
-                f"would stay Pending. Use an existing class (kubectl get storageclass) or "
-                f"create {name} first.",
-                short=f"{owner}: StorageClass {name} does not exist; use an existing class",
+            # A warning, not a refusal: one `kubectl apply -f` of a set and the class it
+            # names (the Kubernetes docs' Cassandra) sends the set first, and its claims
+            # bind once the class exists.
+            result += Result.warn(
+                f"{owner} {what} names StorageClass {name}, which does not exist (yet); its "
+                f"claims stay Pending until it does. Create {name}, or use an existing class "
+                "(kubectl get storageclass).",
+                short=f"{owner}: StorageClass {name} does not exist; claims stay Pending",
             )
             continue
         if quiet:
