@@ -72,11 +72,11 @@ def test_service_of_a_refused_set_is_removed(cluster: Cluster, namespaced: Insta
     """Our mutation created the Service, then validation refused the set: the reconcile
     deletes the Service once the grace period (3 s in the tests) has passed."""
     ns = cluster.namespace(mode="enforce")
+    ghost = statefulset("ghost")
+    ghost["metadata"]["annotations"] = {"stateful-guard.io/server-id": "no-such-preset"}
     with pytest.raises(ApiException) as refused:
-        cluster.apps.create_namespaced_stateful_set(
-            ns, statefulset("ghost", storage_class="no-such-class")
-        )
-    assert "[storage-class]" in message(refused.value)
+        cluster.apps.create_namespaced_stateful_set(ns, ghost)
+    assert "[server-id]" in message(refused.value)
     wait_for(lambda: _service(cluster, ns, "ghost"), what="the Service the mutation made")
     wait_for(
         lambda: _service(cluster, ns, "ghost") is None,
@@ -137,7 +137,9 @@ def test_claims_of_a_running_set_protected(cluster: Cluster, namespaced: Install
     )
 
 
-def test_retention_delete_scale_down_refused(cluster: Cluster, namespaced: Install) -> None:
+def test_retention_delete_is_the_owners_intent(cluster: Cluster, namespaced: Install) -> None:
+    """A declared retention policy of Delete: scaling down and deleting are allowed, each
+    with a warning saying what it deletes (dry runs: nothing changes)."""
     ns = cluster.namespace(mode="enforce")
     body = statefulset("etcd", service_name="etcd", replicas=3)
     body["spec"]["persistentVolumeClaimRetentionPolicy"] = {
@@ -145,18 +147,20 @@ def test_retention_delete_scale_down_refused(cluster: Cluster, namespaced: Insta
         "whenScaled": "Delete",
     }
     cluster.apps.create_namespaced_stateful_set(ns, body)
-    refused = refusal(
-        lambda: cluster.apps.patch_namespaced_stateful_set_scale(
+
+    def scaled() -> str:
+        _, _, headers = cluster.apps.patch_namespaced_stateful_set_scale_with_http_info(
             "etcd", ns, {"spec": {"replicas": 1}}, dry_run="All"
         )
+        return str(headers.get("Warning", ""))
+
+    assert "scaling 3->1 deletes claims (whenScaled: Delete)" in wait_for(
+        lambda: "whenScaled" in scaled() and scaled(), timeout=15, what="the warning"
     )
-    assert (
-        f"StatefulSet {ns}/etcd has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; "
-        "scaling from 3 to 1 deletes the data of etcd-1, etcd-2"
-    ) in message(refused)
-    with pytest.raises(ApiException) as deleting:
-        cluster.apps.delete_namespaced_stateful_set("etcd", ns)
-    assert "whenDeleted: Delete" in message(deleting.value)
+    _, _, headers = cluster.apps.delete_namespaced_stateful_set_with_http_info(
+        "etcd", ns, dry_run="All"
+    )
+    assert "whenDeleted: Delete" in str(headers.get("Warning", ""))
     assert cluster.apps.read_namespaced_stateful_set("etcd", ns).spec.replicas == 3
 
 
@@ -255,7 +259,7 @@ def test_newcomer_scenario_with_the_docs_mysql_example(
     _, _, headers = cluster.apps.create_namespaced_stateful_set_with_http_info(ns, mysql)
     assert "[stateful-practices] would deny" in warnings(headers)
     stored = cluster.apps.read_namespaced_stateful_set("mysql", ns)
-    assert stored.spec.volume_claim_templates[0].spec.storage_class_name == default_class
+    assert stored.spec.volume_claim_templates[0].spec.storage_class_name is None
     service = wait_for(lambda: _service(cluster, ns, "mysql"), what="the headless Service")
     assert service.spec.cluster_ip == "None"
 
