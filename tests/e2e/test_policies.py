@@ -179,8 +179,8 @@ def test_quorum_through_the_scale_subresource(cluster: Cluster, namespaced: Inst
     )
     assert refused.status == 403
     assert (
-        f"[quorum] StatefulSet {ns}/zk: scaling from 5 to 2 goes below "
-        "stateful-guard.io/min-replicas=3"
+        f"[quorum] StatefulSet {ns}/zk: scaling from 5 to 2 goes below its quorum: "
+        "annotation stateful-guard.io/min-replicas asks for 3"
     ) in message(refused)
     with pytest.raises(ApiException) as too_fast:
         cluster.apps.patch_namespaced_stateful_set_scale("zk", ns, {"spec": {"replicas": 3}})
@@ -238,8 +238,8 @@ def test_practices_warn_by_default(cluster: Cluster, namespaced: Install) -> Non
     _, _, headers = cluster.apps.create_namespaced_stateful_set_with_http_info(ns, body)
     text = warnings(headers)
     assert (
-        f"[stateful-practices] would deny: StatefulSet {ns}/redis: container app has no "
-        "readinessProbe (OrderedReady)" in text
+        f"[stateful-practices] would deny: StatefulSet {ns}/redis: no readinessProbe in any "
+        "container (OrderedReady)" in text
     )
     assert "env REDIS_PASSWORD: literal secret, use secretKeyRef" in text
     assert text.isascii()
