@@ -1,7 +1,19 @@
-"""force-delete: never force-delete a running StatefulSet pod.
+"""force-delete: never force-delete a running StatefulSet pod, by any route.
 
-Rule: a pod DELETE with `gracePeriodSeconds: 0` is refused when the pod belongs to a
-StatefulSet, is scheduled (`spec.nodeName` set) and has not finished.
+Rule: removing a StatefulSet pod from the API at once is refused while it may still run
+(scheduled, not finished):
+- a pod DELETE with `gracePeriodSeconds: 0` (`kubectl delete --force`);
+- an Eviction (`pods/eviction` CREATE, `kubectl drain --grace-period=0`) whose
+  `deleteOptions.gracePeriodSeconds` is 0: the API server deletes the pod itself and runs no
+  pods-DELETE admission for it; the pod is found by name in the cluster view;
+- a pod UPDATE that removes or changes its `statefulset.kubernetes.io/pod-name` label, the
+  mark the pods webhook selects on (so the next request would not reach us);
+- a StatefulSet whose pod template carries `stateful-guard.io/allow-force-delete`: it would
+  pre-arm every pod, silently and for good.
+
+A pod is a set pod by its ownerReference, its pod-name label or its `<set>-<ordinal>` name
+(`objects.stateful_set_of_pod`): an orphaned pod (`kubectl delete sts --cascade=orphan`) is
+still one, and stripping one mark leaves the others.
 
 Why: a StatefulSet promises at most one pod per identity. A force delete removes the pod
 from the API at once, without waiting for the kubelet to confirm the containers stopped; the
@@ -9,72 +21,159 @@ controller then starts a new `mysql-1` while the old one may still run on an unr
 node and write to the same volume: split brain, corrupted data.
 
 Sees: pods DELETE (the API server has already filled `gracePeriodSeconds`: the user's value,
-else the pod's own, and 0 for pods never scheduled or already finished).
+else the pod's own, and 0 for pods never scheduled or already finished), pods UPDATE,
+`pods/eviction` CREATE, StatefulSet CREATE/UPDATE.
 
 Allowed: the kubelet's final delete of a terminating pod on its own node, Kubernetes' own
 controllers (pod GC, node lifecycle, the namespace and garbage collectors), configured
-break-glass users and groups, and pods annotated `stateful-guard.io/allow-force-delete`.
+break-glass users and groups, and pods annotated `stateful-guard.io/allow-force-delete`
+(one pod at a time, by whoever may annotate pods: see README "Security").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from policies.base import FailureMode, Match, Policy, Result, Review
 from policies.objects import (
+    POD_NAME_LABEL,
     annotations_of,
     claim_names_of_pod,
-    controller_of,
     is_kubernetes_controller,
+    is_running,
+    labels,
     metadata,
+    ref,
     spec,
+    stateful_set_of_pod,
 )
+from policies.view import POD, STATEFUL_SET
 
 ALLOW_ANNOTATION = "stateful-guard.io/allow-force-delete"
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _exempt(review: Review, pod: Mapping[str, Any]) -> bool:
+    """Who may remove a set pod at once: the kubelet finishing a graceful delete, Kubernetes'
+    controllers, break-glass identities, and anyone for a pod annotated for it."""
+    user = review.request.user_info
+    node = spec(pod).get("nodeName")
+    if user.username == f"system:node:{node}" and metadata(pod).get("deletionTimestamp"):
+        return True  # the kubelet's final delete after the containers stopped
+    if is_kubernetes_controller(user.username):
+        return True
+    if review.config.is_break_glass(user.username, user.groups):
+        return True
+    return bool(str(annotations_of(pod).get(ALLOW_ANNOTATION, "")).strip())
+
+
+def _set_of(review: Review, pod: Mapping[str, Any]) -> str | None:
+    return stateful_set_of_pod(pod, review.view.list(STATEFUL_SET, review.namespace))
+
+
+def _removal(review: Review, pod: Mapping[str, Any], grace: object, *, eviction: bool) -> Result:
+    """A DELETE or an Eviction of `pod` with this grace period."""
+    if grace != 0 or not is_running(pod):
+        return Result.allow()  # graceful, or nothing runs that could run twice
+    set_name = _set_of(review, pod)
+    if set_name is None or _exempt(review, pod):
+        return Result.allow()
+    namespace, pod_name = review.namespace, review.request.object_name
+    claims = claim_names_of_pod(pod)
+    still = f"still writes to {' and '.join(claims)}" if claims else "still runs"
+    if eviction:
+        how = "an eviction with grace period 0 (kubectl drain --grace-period=0)"
+        fix = "Drain without --grace-period=0 (the eviction then waits for the pod to stop)"
+        short_fix = "drain without --grace-period=0"
+    else:
+        how = "force deletion (grace period 0)"
+        fix = "Delete without --force"
+        short_fix = "delete without --force"
+    return Result.deny(
+        f"pod {namespace}/{pod_name} belongs to StatefulSet {set_name}; {how} can start a "
+        f"second {pod_name} while the first {still}. {fix}, or annotate the pod "
+        f"{ALLOW_ANNOTATION}=<reason>.",
+        short=f"pod {namespace}/{pod_name} of StatefulSet {set_name} with grace period 0; "
+        f"{short_fix}",
+    )
+
+
+def _eviction(review: Review) -> Result:
+    request = review.request
+    options = (request.object or {}).get("deleteOptions")
+    grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+    if grace != 0:
+        return Result.allow()  # the pod's own grace period: the kubelet stops it first
+    owner = ref("pod", request.namespace, request.object_name)
+    if not review.view.has(POD):
+        return Result.cannot_decide(
+            f"{owner}: eviction with grace period 0, and the cluster view has no pods to tell "
+            "whether it belongs to a StatefulSet",
+            short=f"{owner}: eviction with grace 0 of a pod unknown to the view",
+        )
+    pod = review.view.get(POD, request.namespace, request.object_name)
+    if pod is None:
+        return Result.allow()  # nothing to evict: the API server answers 404
+    return _removal(review, pod, grace, eviction=True)
+
+
+def _relabel(review: Review) -> Result:
+    """A pods UPDATE: the pod-name label is what routes a set pod's deletes to us."""
+    request = review.request
+    old, new = request.old_object, request.object
+    before = labels(old).get(POD_NAME_LABEL)
+    if before is None or labels(new).get(POD_NAME_LABEL) == before or not is_running(old):
+        return Result.allow()
+    if old is None or _exempt(review, old):
+        return Result.allow()
+    owner = ref("pod", request.namespace, request.object_name)
+    return Result.deny(
+        f"{owner}: removing or changing its label {POD_NAME_LABEL} while it runs hides a "
+        "StatefulSet pod from the force-delete guard (the webhook selects pods by it). Keep "
+        f"the label; to force-delete this one pod, annotate it {ALLOW_ANNOTATION}=<reason>.",
+        short=f"{owner}: keep label {POD_NAME_LABEL} on a running StatefulSet pod",
+    )
+
+
+def _template(review: Review) -> Result:
+    """StatefulSet CREATE/UPDATE: the break-glass annotation is for one pod, not all."""
+    request = review.request
+    template = spec(request.object).get("template")
+    if ALLOW_ANNOTATION not in annotations_of(template if isinstance(template, dict) else None):
+        return Result.allow()
+    owner = ref("StatefulSet", request.namespace, request.object_name)
+    return Result.deny(
+        f"{owner}: its pod template carries {ALLOW_ANNOTATION}, which would let every pod it "
+        "makes be force-deleted, now and later. Remove it from the template; annotate the "
+        "one pod you mean to force-delete, when you do.",
+        short=f"{owner}: remove {ALLOW_ANNOTATION} from the pod template",
+    )
 
 
 def validate(review: Review) -> Result:
     request = review.request
+    if request.resource.resource == "statefulsets":
+        return _template(review)
+    if request.sub_resource == "eviction":
+        return _eviction(review)
+    if request.operation == "UPDATE":
+        return _relabel(review)
     pod = request.old_object
     if pod is None:
         return Result.cannot_decide(
             f"pod {request.namespace}/{request.object_name}: the request carries no oldObject",
         )
-    grace = (request.options or {}).get("gracePeriodSeconds")
-    if grace != 0:
-        return Result.allow()
-    set_name = controller_of(pod, "StatefulSet")
-    if set_name is None:
-        return Result.allow()
-    pod_spec = spec(pod)
-    node = pod_spec.get("nodeName")
-    if not node or (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
-        return Result.allow()  # nothing runs, nothing can run twice
-    user = request.user_info
-    if user.username == f"system:node:{node}" and metadata(pod).get("deletionTimestamp"):
-        return Result.allow()  # the kubelet's final delete after the containers stopped
-    if is_kubernetes_controller(user.username):
-        return Result.allow()
-    if review.config.is_break_glass(user.username, user.groups):
-        return Result.allow()
-    if str(annotations_of(pod).get(ALLOW_ANNOTATION, "")).strip():
-        return Result.allow()
-
-    pod_name = request.object_name
-    claims = claim_names_of_pod(pod)
-    still = f"still writes to {' and '.join(claims)}" if claims else "still runs"
-    return Result.deny(
-        f"pod {request.namespace}/{pod_name} belongs to StatefulSet {set_name}; force deletion "
-        f"(grace period 0) can start a second {pod_name} while the first {still}. "
-        f"Delete without --force, or annotate the pod {ALLOW_ANNOTATION}=<reason>.",
-        short=f"pod {request.namespace}/{pod_name} of StatefulSet {set_name} with grace period 0;"
-        " delete without --force",
-    )
+    return _removal(review, pod, (request.options or {}).get("gracePeriodSeconds"), eviction=False)
 
 
 POLICY = Policy(
     id="force-delete",
     rationale="A force-deleted StatefulSet pod can run twice and corrupt its volume.",
-    matches=(Match(group="", resource="pods", operations=frozenset({"DELETE"})),),
+    matches=(
+        Match(group="", resource="pods", operations=frozenset({"DELETE", "UPDATE"})),
+        Match(group="", resource="pods", operations=frozenset({"CREATE"}), subresource="eviction"),
+        Match(group="apps", resource="statefulsets", operations=frozenset({"CREATE", "UPDATE"})),
+    ),
     validate=validate,
     default_failure_mode=FailureMode.CLOSED,
     guards_data=True,

@@ -120,6 +120,62 @@ def ordinals(stateful_set: Mapping[str, Any] | None, count: int | None = None) -
     return range(start, start + (replicas(stateful_set) if count is None else count))
 
 
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+
+
+def is_ordinal(text: str) -> bool:
+    """An ordinal as the StatefulSet controller writes it: ASCII digits, no leading zero
+    (`str.isdigit` also accepts "²", which `int` refuses)."""
+    return text.isascii() and text.isdigit() and (text == "0" or text[0] != "0")
+
+
+def stateful_set_of_pod(
+    pod: Mapping[str, Any] | None, stateful_sets: Iterable[Mapping[str, Any]] = ()
+) -> str | None:
+    """The StatefulSet a pod belongs to, by any of the marks the controller leaves: its
+    controller ownerReference, its `statefulset.kubernetes.io/pod-name` label (kept when the
+    set is deleted with `--cascade=orphan`), or its name `<set>-<ordinal>` for a set that
+    exists. Removing one or two of them does not make a set pod an ordinary one."""
+    owner = controller_of(pod, "StatefulSet")
+    if owner is not None:
+        return owner
+    name = name_of(pod)
+    if POD_NAME_LABEL in labels(pod):
+        base, _, ordinal = name.rpartition("-")
+        return base if base and is_ordinal(ordinal) else name
+    best: str | None = None
+    for stateful_set in stateful_sets:
+        set_name = name_of(stateful_set)
+        rest = name[len(set_name) + 1 :]
+        ours = set_name and name.startswith(f"{set_name}-") and is_ordinal(rest)
+        if ours and (best is None or len(set_name) > len(best)):
+            best = set_name
+    return best
+
+
+def is_running(pod: Mapping[str, Any] | None) -> bool:
+    """Scheduled and not finished: containers may run on a node (or will, once it returns)."""
+    phase = (pod or {}).get("status")
+    finished = isinstance(phase, dict) and phase.get("phase") in ("Succeeded", "Failed")
+    return bool(spec(pod).get("nodeName")) and not finished
+
+
+def ordinal_ranges(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, stored: Mapping[str, Any] | None
+) -> tuple[range, range]:
+    """The ordinals a set runs before and after an UPDATE. A scale request (`stored` is the
+    set, `old`/`new` are Scales) moves only the count; a set UPDATE may also move
+    `spec.ordinals.start`, which removes every ordinal that leaves the range at once."""
+    if stored is not None:
+        return ordinals(stored, replicas(old)), ordinals(stored, replicas(new))
+    return ordinals(old), ordinals(new)
+
+
+def removed_ordinals(before: range, after: range) -> list[int]:
+    """The ordinals running before and not after: a scale-down, or a moved start."""
+    return [o for o in before if o not in after]
+
+
 def claim_owner(
     claim: str, stateful_sets: Iterable[Mapping[str, Any]]
 ) -> tuple[Mapping[str, Any], str, int] | None:
@@ -133,7 +189,7 @@ def claim_owner(
         for template in claim_templates(stateful_set):
             prefix = f"{name_of(template)}-{name}-"
             rest = claim[len(prefix) :]
-            canonical = rest.isdigit() and (rest == "0" or rest[0] != "0")
+            canonical = is_ordinal(rest)
             longer = best is None or len(name) > len(name_of(best[0]))
             if claim.startswith(prefix) and canonical and longer:
                 best = (stateful_set, name_of(template), int(rest))

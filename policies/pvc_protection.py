@@ -6,8 +6,11 @@ Rule:
   ordinal is allowed with a warning.
 - PVC UPDATE that removes the `kubernetes.io/pvc-protection` finalizer from such a claim is
   refused (Kubernetes' own pvc-protection controller may, once the claim is unused).
+- A claim mounted by a running StatefulSet pod is guarded the same way even when no set
+  names it any more (the set was deleted with `--cascade=orphan`; its pods run on).
 - A `persistentVolumeClaimRetentionPolicy` of `Delete` is the owner's declared intent:
-  deleting the set (`whenDeleted`) or scaling it down (`whenScaled`) deletes claims, and
+  deleting the set (`whenDeleted`) or scaling it down (`whenScaled`, which a moved
+  `spec.ordinals.start` is too, for every ordinal that leaves the range) deletes claims, and
   that is what they asked for. It is warned of when a set is created with it, or changed to
   it, and when the delete or scale-down happens; it is refused only where the configuration
   says `retentionDelete: refuse` (globally or for the namespace), unless the set is annotated
@@ -28,24 +31,28 @@ view, and a set the view does not know is decided by the failure mode (closed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from policies.base import FailureMode, Match, Policy, Result, Review
 from policies.objects import (
     annotations_of,
+    claim_names_of_pod,
     claim_owner,
     is_kubernetes_controller,
+    is_running,
     metadata,
     name_of,
+    ordinal_ranges,
     ordinal_start,
     ordinals,
     ref,
-    replicas,
+    removed_ordinals,
     spec,
+    stateful_set_of_pod,
 )
 from policies.scale import SCALE, is_scale, set_of
-from policies.view import STATEFUL_SET
+from policies.view import POD, STATEFUL_SET
 
 ALLOW_ANNOTATION = "stateful-guard.io/allow-data-deletion"
 FINALIZER = "kubernetes.io/pvc-protection"
@@ -72,9 +79,10 @@ def _claim(review: Review) -> Result:
         return Result.cannot_decide(
             f"{owner}: cannot tell its StatefulSet, the cluster view has no StatefulSets"
         )
-    found = claim_owner(name, review.view.list(STATEFUL_SET, request.namespace))
+    sets = review.view.list(STATEFUL_SET, request.namespace)
+    found = claim_owner(name, sets)
     if found is None:
-        return Result.allow()
+        return _orphaned(review, owner, sets)
     stateful_set, template, ordinal = found
     set_name = name_of(stateful_set)
     in_range = ordinal in ordinals(stateful_set)
@@ -98,10 +106,7 @@ def _claim(review: Review) -> Result:
             "scale down first",
         )
     # UPDATE: only the removal of the protection finalizer matters.
-    removed = FINALIZER in _finalizers(request.old_object) and FINALIZER not in _finalizers(
-        request.object
-    )
-    if not removed or not in_range:
+    if not _finalizer_removed(request) or not in_range:
         return Result.allow()
     if _allowed(claim) or _allowed(stateful_set):
         return Result.allow()
@@ -111,6 +116,38 @@ def _claim(review: Review) -> Result:
         f"Kubernetes removes it once no pod uses the claim.",
         short=f"{owner}: keep finalizer {FINALIZER}; {set_name}-{ordinal} still uses it",
     )
+
+
+def _finalizer_removed(request: Any) -> bool:
+    return FINALIZER in _finalizers(request.old_object) and FINALIZER not in _finalizers(
+        request.object
+    )
+
+
+def _orphaned(review: Review, owner: str, sets: Iterable[Mapping[str, Any]]) -> Result:
+    """A claim no set's templates name: still guarded while a running StatefulSet pod mounts
+    it (the set was deleted with --cascade=orphan, and its pods run on)."""
+    request = review.request
+    if not review.view.has(POD) or _allowed(request.old_object):
+        return Result.allow()
+    if request.operation == "UPDATE" and not _finalizer_removed(request):
+        return Result.allow()
+    name = request.object_name
+    sets = list(sets)
+    for pod in review.view.list(POD, request.namespace):
+        set_name = stateful_set_of_pod(pod, sets)
+        if set_name is None or not is_running(pod) or name not in claim_names_of_pod(pod):
+            continue
+        pod_name = name_of(pod)
+        what = "deleted now" if request.operation == "DELETE" else "without its finalizer"
+        return Result.deny(
+            f"{owner} is mounted by pod {pod_name} of StatefulSet {set_name}, which still runs "
+            f"(orphaned from its set or not); {what}, the claim is gone when {pod_name} "
+            f"restarts, and its data with it. Stop the pod first, or annotate the claim "
+            f"{ALLOW_ANNOTATION}=<reason>.",
+            short=f"{owner}: in use by running StatefulSet pod {pod_name}; stop it first",
+        )
+    return Result.allow()
 
 
 def _finalizers(obj: Mapping[str, Any] | None) -> list[Any]:
@@ -166,7 +203,7 @@ def _set(review: Review) -> Result:
     if request.operation == "CREATE" or (
         request.operation == "UPDATE"
         and not is_scale(review)
-        and replicas(request.object) >= replicas(request.old_object)
+        and not removed_ordinals(*ordinal_ranges(request.old_object, request.object, None))
     ):
         return _created(review)
     if is_kubernetes_controller(request.user_info.username):
@@ -189,20 +226,28 @@ def _set(review: Review) -> Result:
                 short=f"{owner}: deleting it deletes its claims (whenDeleted: Delete)",
             ),
         )
-    old, new = replicas(request.old_object), replicas(request.object)
-    if new >= old:
+    before, after = ordinal_ranges(
+        request.old_object, request.object, stateful_set if scale else None
+    )
+    removed = removed_ordinals(before, after)
+    if not removed:
         return Result.allow()
     current = request.object if not scale else stateful_set
     if _retention(current, "whenScaled") != "Delete":
         return Result.allow()
-    lost = ", ".join(f"{request.object_name}-{o}" for o in ordinals(stateful_set, old)[new:])
+    lost = ", ".join(f"{request.object_name}-{o}" for o in removed)
+    change = (
+        f"scaling from {len(before)} to {len(after)}"
+        if before.start == after.start
+        else f"moving spec.ordinals.start from {before.start} to {after.start}"
+    )
     return _declared(
         review,
         current,
         Result.warn(
-            f"{owner} has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; scaling "
-            f"from {old} to {new} deletes the claims and data of {lost}.",
-            short=f"{owner}: scaling {old}->{new} deletes claims (whenScaled: Delete)",
+            f"{owner} has persistentVolumeClaimRetentionPolicy.whenScaled: Delete; {change} "
+            f"deletes the claims and data of {lost}.",
+            short=f"{owner}: removes {len(removed)} members' claims (whenScaled: Delete)",
         ),
     )
 

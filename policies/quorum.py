@@ -1,7 +1,9 @@
 """quorum: do not scale a consensus cluster below its quorum, or down too fast.
 
-Rule: a StatefulSet UPDATE or `statefulsets/scale` UPDATE that lowers the replica count is
-refused when the new count is below the set's quorum (`policies/quorum_profile.py`: the
+Rule: a StatefulSet UPDATE or `statefulsets/scale` UPDATE that removes members (lowers the
+replica count, or moves `spec.ordinals.start` so that running ordinals leave the range: they
+go at once, and the members that replace them start empty) is refused when the members that
+stay are below the set's quorum (`policies/quorum_profile.py`: the
 `stateful-guard.io/min-replicas` annotation, else `stateful-guard.io/quorum`, else a majority
 of the current members for a recognised consensus system such as ZooKeeper, etcd or a KRaft
 controller quorum), or when it removes more than `stateful-guard.io/max-scale-down` members
@@ -28,18 +30,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.base import FailureMode, Match, Policy, Result, Review
-from policies.objects import annotations_of, ref, replicas
+from policies.objects import (
+    annotations_of,
+    ordinal_ranges,
+    ordinal_start,
+    ref,
+    removed_ordinals,
+    replicas,
+)
 from policies.quorum_profile import MIN_REPLICAS, BadAnnotation, Quorum, profile, whole
 from policies.scale import SCALE, is_scale, set_of
 
 MAX_SCALE_DOWN = "stateful-guard.io/max-scale-down"
 
 
-def _required(quorum: Quorum | None, old: int, new: int) -> int:
-    """The fewest members `quorum` lets a set of `old` keep (0: no limit)."""
+def _required(quorum: Quorum | None, old: int, *, stop: bool) -> int:
+    """The fewest members `quorum` lets a set of `old` keep (0: no limit); `stop`: scaled
+    to 0 replicas."""
     if quorum is None:
         return 0
-    if quorum.majority and quorum.system != "annotated" and (old < 3 or new == 0):
+    if quorum.majority and quorum.system != "annotated" and (old < 3 or stop):
         return 0  # nothing to lose, or a full stop
     return quorum.required(old)
 
@@ -49,18 +59,37 @@ def _step(stateful_set: Mapping[str, Any] | None) -> int | None:
     return None if raw is None else whole(MAX_SCALE_DOWN, raw)
 
 
+def _removes_members(review: Review) -> bool:
+    """Cheap first look: fewer replicas, or a moved ordinals start (no view lookup)."""
+    request = review.request
+    old, new = request.old_object, request.object
+    return replicas(new) < replicas(old) or ordinal_start(new) != ordinal_start(old)
+
+
 def validate(review: Review) -> Result:
     request = review.request
-    old, new = replicas(request.old_object), replicas(request.object)
-    if new >= old:
+    if not _removes_members(review):
         return Result.allow()
     owner = ref("StatefulSet", request.namespace, request.object_name)
     stored = set_of(review, otherwise=request.old_object, to_read="its quorum annotations")
     if isinstance(stored, Result):
         return stored
+    before, after = ordinal_ranges(
+        request.old_object, request.object, stored if is_scale(review) else None
+    )
+    removed = removed_ordinals(before, after)
+    old, new = len(before), len(before) - len(removed)  # new: the members that stay
+    if not removed:
+        return Result.allow()
+    change = (
+        f"scaling from {old} to {len(after)}"
+        if before.start == after.start
+        else f"moving spec.ordinals.start from {before.start} to {after.start} (removing "
+        f"{len(removed)} of {old} members, the new ones start empty)"
+    )
     judged = [stored] if is_scale(review) else [stored, request.object]
     try:
-        quorums = [(q, _required(q, old, new)) for q in map(profile, judged)]
+        quorums = [(q, _required(q, old, stop=not after)) for q in map(profile, judged)]
         steps = [s for s in map(_step, judged) if s is not None]
     except BadAnnotation as bad:
         return Result.deny(
@@ -76,18 +105,18 @@ def validate(review: Review) -> Result:
             why = f"{quorum.system} (by its {quorum.source}) needs a majority, {minimum} of {old}"
             fix = f"annotate the set {MIN_REPLICAS}=<n> if it really can run smaller"
         return Result.deny(
-            f"{owner}: scaling from {old} to {new} goes below its quorum: {why}; the cluster "
+            f"{owner}: {change} goes below its quorum: {why}; the cluster "
             f"would stop. Keep at least {minimum} replicas (remove members one at a time), or "
             f"{fix}.",
-            short=f"{owner}: {old}->{new} is below its quorum of {minimum}",
+            short=f"{owner}: {old}->{new} members is below its quorum of {minimum}",
         )
-    if steps and old - new > min(steps):
+    if steps and len(removed) > min(steps):
         step = min(steps)
         return Result.deny(
-            f"{owner}: scaling from {old} to {new} removes {old - new} members at once, more "
+            f"{owner}: {change} removes {len(removed)} members at once, more "
             f"than {MAX_SCALE_DOWN}={step}. Scale down in steps of at most {step}, letting "
             "the cluster settle in between.",
-            short=f"{owner}: {old}->{new} removes more than {MAX_SCALE_DOWN}={step}",
+            short=f"{owner}: removes {len(removed)}, more than {MAX_SCALE_DOWN}={step}",
         )
     return Result.allow()
 

@@ -22,6 +22,7 @@ RESOURCES = {
     "Deployment": ("apps", "apps/v1", "deployments"),
     "ReplicaSet": ("apps", "apps/v1", "replicasets"),
     "Scale": ("apps", "apps/v1", "statefulsets"),  # the statefulsets/scale subresource
+    "Eviction": ("", "v1", "pods"),  # the pods/eviction subresource (kind: policy/v1)
 }
 _uids = itertools.count(1)
 

@@ -44,6 +44,7 @@ async def test_force_delete_denied_with_uid_echoed(client: TestClient) -> None:
 
 async def test_deployment_pod_force_delete_allowed(client: TestClient) -> None:
     pod = statefulset_pod()
+    pod["metadata"].update(name="frontend-7d9c-x2x8q", labels={"app": "frontend"})
     pod["metadata"]["ownerReferences"][0].update(kind="ReplicaSet", name="frontend-7d9c")
     request = request_dict("DELETE", old=pod, namespace="db", options={"gracePeriodSeconds": 0})
     status, body = await post(client, "/validate", review_body(request))

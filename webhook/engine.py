@@ -373,6 +373,7 @@ _LABEL_MODES = {mode.value: mode for mode in Mode}
 
 
 def _label_mode(labels: Mapping[str, str]) -> Mode | None:
-    """The namespace label's mode; None without one, or for a typo in it (which therefore
-    does not weaken enforcement)."""
-    return _LABEL_MODES.get(labels.get(MODE_LABEL, ""))
+    """The namespace label's mode, in any case (`Enforce`); None without one, or for a typo
+    in it (which therefore does not weaken enforcement)."""
+    value = labels.get(MODE_LABEL)
+    return _LABEL_MODES.get(value.strip().lower()) if isinstance(value, str) else None

@@ -27,6 +27,7 @@ from policies.view import (
     CLAIM,
     DISRUPTION_BUDGET,
     NAMESPACE,
+    POD,
     SERVICE,
     STATEFUL_SET,
     STORAGE_CLASS,
@@ -38,6 +39,7 @@ log = logging.getLogger("stateful_guard.live")
 Obj = dict[str, Any]
 _Key = tuple[str, str]
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+OUR_PREFIX = "stateful-guard.io/"
 
 
 def _pick(source: Mapping[str, Any] | None, *keys: str) -> Obj:
@@ -123,6 +125,31 @@ def trim_disruption_budget(obj: Obj) -> Obj:
     }
 
 
+def trim_pod(obj: Obj) -> Obj:
+    """A pod as force-delete and pvc-protection read it: whose it is, where it runs, which
+    claims it mounts. Every pod in the cluster is cached, so this keeps a few hundred bytes
+    (no other annotations, no containers)."""
+    meta = obj.get("metadata") or {}
+    kept = _pick(meta, "name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp")
+    ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OUR_PREFIX)}
+    if ours:
+        kept["annotations"] = ours
+    spec = obj.get("spec") or {}
+    volumes = [
+        {
+            "name": v.get("name"),
+            "persistentVolumeClaim": _pick(v["persistentVolumeClaim"], "claimName"),
+        }
+        for v in spec.get("volumes") or []
+        if isinstance(v.get("persistentVolumeClaim"), dict)
+    ]
+    return {
+        "metadata": kept,
+        "spec": {**_pick(spec, "nodeName"), **({"volumes": volumes} if volumes else {})},
+        "status": _pick(obj.get("status"), "phase"),
+    }
+
+
 def trim_namespace(obj: Obj) -> Obj:
     return {"metadata": _pick(obj.get("metadata"), "name", "labels")}
 
@@ -141,6 +168,7 @@ RESOURCES = (
     Resource(CLAIM, "/api/v1/persistentvolumeclaims", trim_claim),
     Resource(NAMESPACE, "/api/v1/namespaces", trim_namespace),
     Resource(DISRUPTION_BUDGET, "/apis/policy/v1/poddisruptionbudgets", trim_disruption_budget),
+    Resource(POD, "/api/v1/pods", trim_pod),
 )
 
 

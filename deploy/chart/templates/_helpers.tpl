@@ -9,11 +9,7 @@ namespaceSelector:
     - {{ .Release.Namespace }}
   {{- if eq .Values.scope "namespaced" }}
   - key: stateful-guard.io/mode
-    operator: In
-    values:
-    - enforce
-    - warn
-    - audit
+    operator: Exists
   {{- else if eq .Values.scope "cluster-wide" }}
   - key: stateful-guard.io/mode
     operator: NotIn
