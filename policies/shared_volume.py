@@ -1,6 +1,7 @@
 """shared-volume: every replica needs a disk of its own.
 
-Rule: a StatefulSet, Deployment or ReplicaSet (CREATE/UPDATE) with more than one replica
+Rule: a StatefulSet, Deployment or ReplicaSet (CREATE/UPDATE, or its `scale` subresource:
+`kubectl scale`, the HPA, read with the workload from the view) with more than one replica
 whose pod template mounts a ReadWriteOnce or ReadWriteOncePod claim through a plain
 `persistentVolumeClaim` volume is refused. The claim's access modes come from the cluster
 view; a claim the view does not know gets a warning, not a guess.
@@ -20,11 +21,12 @@ from typing import Any
 
 from policies.base import Match, Policy, Result, Review
 from policies.objects import claim_templates, is_kubernetes_controller, name_of, ref, spec
-from policies.view import CLAIM
+from policies.scale import is_scale
+from policies.view import CLAIM, DEPLOYMENT, REPLICA_SET, STATEFUL_SET
 
 SINGLE_WRITER = frozenset({"ReadWriteOnce", "ReadWriteOncePod"})
 SHARED = frozenset({"ReadWriteMany", "ReadOnlyMany"})
-KINDS = {"statefulsets": "StatefulSet", "deployments": "Deployment", "replicasets": "ReplicaSet"}
+KINDS = {"statefulsets": STATEFUL_SET, "deployments": DEPLOYMENT, "replicasets": REPLICA_SET}
 
 
 def _claims(workload: Mapping[str, Any] | None) -> list[str]:
@@ -46,19 +48,26 @@ def _claims(workload: Mapping[str, Any] | None) -> list[str]:
 
 def validate(review: Review) -> Result:
     request = review.request
-    workload = review.object
-    count = spec(workload).get("replicas", 1)
+    count = spec(request.object).get("replicas", 1)
     if not isinstance(count, int) or count <= 1:
         return Result.allow()
     if request.resource.resource == "replicasets" and is_kubernetes_controller(
         request.user_info.username
     ):
         return Result.allow()
-    owner = ref(
-        KINDS.get(request.resource.resource, request.kind.kind),
-        request.namespace,
-        request.object_name,
-    )
+    kind = KINDS.get(request.resource.resource, request.kind.kind)
+    owner = ref(kind, request.namespace, request.object_name)
+    workload: Mapping[str, Any] | None = review.object
+    if is_scale(review):
+        # `kubectl scale deploy/rs/sts` and the HPA: a count, no pod template. The workload
+        # whose template says what each replica mounts comes from the view.
+        if not review.view.has(kind):
+            return Result.cannot_decide(
+                f"{owner}: scale request, and the cluster view has no {kind}s to read its "
+                "volumes from",
+                short=f"{owner}: not in the view, shared claims unchecked",
+            )
+        workload = review.view.get(kind, request.namespace, request.object_name)
     result = Result.allow()
     for name in dict.fromkeys(_claims(workload)):
         claim = review.view.get(CLAIM, request.namespace, name)
@@ -83,13 +92,17 @@ def validate(review: Review) -> Result:
 
 
 WORKLOADS = frozenset({"CREATE", "UPDATE"})
+UPDATE = frozenset({"UPDATE"})
 POLICY = Policy(
     id="shared-volume",
     rationale="Replicas sharing one ReadWriteOnce disk hang or corrupt it.",
-    matches=(
-        Match(group="apps", resource="statefulsets", operations=WORKLOADS),
-        Match(group="apps", resource="deployments", operations=WORKLOADS),
-        Match(group="apps", resource="replicasets", operations=WORKLOADS),
+    matches=tuple(
+        match
+        for resource in KINDS
+        for match in (
+            Match(group="apps", resource=resource, operations=WORKLOADS),
+            Match(group="apps", resource=resource, operations=UPDATE, subresource="scale"),
+        )
     ),
     validate=validate,
 )

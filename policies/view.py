@@ -18,8 +18,20 @@ CLAIM = "PersistentVolumeClaim"
 NAMESPACE = "Namespace"
 DISRUPTION_BUDGET = "PodDisruptionBudget"
 POD = "Pod"
+DEPLOYMENT = "Deployment"
+REPLICA_SET = "ReplicaSet"
 
-KINDS = (SERVICE, STORAGE_CLASS, STATEFUL_SET, CLAIM, NAMESPACE, DISRUPTION_BUDGET, POD)
+KINDS = (
+    SERVICE,
+    STORAGE_CLASS,
+    STATEFUL_SET,
+    CLAIM,
+    NAMESPACE,
+    DISRUPTION_BUDGET,
+    POD,
+    DEPLOYMENT,
+    REPLICA_SET,
+)
 CLUSTER_SCOPED = frozenset({STORAGE_CLASS, NAMESPACE})
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 

@@ -208,7 +208,11 @@ def test_only_matching_policies_run() -> None:
         "storage-class",
         "server-id",
     ]
-    assert [p.id for p in engine.policies_for("validate", scale)] == ["pvc-protection", "quorum"]
+    assert [p.id for p in engine.policies_for("validate", scale)] == [
+        "pvc-protection",
+        "quorum",
+        "shared-volume",
+    ]
 
 
 def test_admit_validates_the_mutated_object() -> None:

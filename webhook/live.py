@@ -25,9 +25,11 @@ from kubernetes import config as k8s_config
 
 from policies.view import (
     CLAIM,
+    DEPLOYMENT,
     DISRUPTION_BUDGET,
     NAMESPACE,
     POD,
+    REPLICA_SET,
     SERVICE,
     STATEFUL_SET,
     STORAGE_CLASS,
@@ -54,6 +56,18 @@ def _metadata(obj: Obj, *extra: str) -> Obj:
     if annotations:
         kept["annotations"] = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
     return kept
+
+
+def _claim_volumes(pod_spec: Mapping[str, Any] | None) -> list[Obj]:
+    """A pod spec's `persistentVolumeClaim` volumes, name and claim only."""
+    return [
+        {
+            "name": v.get("name"),
+            "persistentVolumeClaim": _pick(v["persistentVolumeClaim"], "claimName"),
+        }
+        for v in (pod_spec or {}).get("volumes") or []
+        if isinstance(v.get("persistentVolumeClaim"), dict)
+    ]
 
 
 def trim_service(obj: Obj) -> Obj:
@@ -93,7 +107,9 @@ def trim_stateful_set(obj: Obj) -> Obj:
                     "env": [_pick(e, "name", "value") for e in c.get("env") or [] if "value" in e],
                 }
                 for c in (template.get("spec") or {}).get("containers") or []
-            ]
+            ],
+            # What shared-volume reads for a scale request: the claims every replica mounts.
+            "volumes": _claim_volumes(template.get("spec")),
         },
     }
     kept["volumeClaimTemplates"] = [
@@ -135,18 +151,24 @@ def trim_pod(obj: Obj) -> Obj:
     if ours:
         kept["annotations"] = ours
     spec = obj.get("spec") or {}
-    volumes = [
-        {
-            "name": v.get("name"),
-            "persistentVolumeClaim": _pick(v["persistentVolumeClaim"], "claimName"),
-        }
-        for v in spec.get("volumes") or []
-        if isinstance(v.get("persistentVolumeClaim"), dict)
-    ]
+    volumes = _claim_volumes(spec)
     return {
         "metadata": kept,
         "spec": {**_pick(spec, "nodeName"), **({"volumes": volumes} if volumes else {})},
         "status": _pick(obj.get("status"), "phase"),
+    }
+
+
+def trim_workload(obj: Obj) -> Obj:
+    """A Deployment or ReplicaSet as shared-volume reads it for a scale request."""
+    spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    return {
+        "metadata": _pick(obj.get("metadata"), "name", "namespace", "uid"),
+        "spec": {
+            **_pick(spec, "replicas"),
+            "template": {"spec": {"volumes": _claim_volumes(template.get("spec"))}},
+        },
     }
 
 
@@ -169,6 +191,8 @@ RESOURCES = (
     Resource(NAMESPACE, "/api/v1/namespaces", trim_namespace),
     Resource(DISRUPTION_BUDGET, "/apis/policy/v1/poddisruptionbudgets", trim_disruption_budget),
     Resource(POD, "/api/v1/pods", trim_pod),
+    Resource(DEPLOYMENT, "/apis/apps/v1/deployments", trim_workload),
+    Resource(REPLICA_SET, "/apis/apps/v1/replicasets", trim_workload),
 )
 
 
