@@ -43,6 +43,8 @@ def serve_command(port: int, cert_dir: Path, *extra: str) -> list[str]:
         "-m",
         "webhook.cli",
         "serve",
+        "--ops-listen",
+        "127.0.0.1:0",
         "--listen",
         f"127.0.0.1:{port}",
         "--cert-dir",

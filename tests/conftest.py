@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 from tests.support import EXAMPLES, load_yaml
 from webhook.engine import Engine
 from webhook.metrics import Metrics
-from webhook.server import ServerState, make_app
+from webhook.server import ServerState, make_app, make_ops_app
 from webhook.view import MemoryView
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
@@ -42,3 +42,9 @@ def state() -> ServerState:
 @pytest.fixture
 async def client(aiohttp_client: ClientFactory, state: ServerState) -> TestClient:
     return await aiohttp_client(make_app(state))
+
+
+@pytest.fixture
+async def ops(aiohttp_client: ClientFactory, state: ServerState) -> TestClient:
+    """The plain-HTTP port of the same server: probes and /metrics."""
+    return await aiohttp_client(make_ops_app(state))

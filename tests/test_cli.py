@@ -33,6 +33,8 @@ def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]
             "-m",
             "webhook.cli",
             "serve",
+            "--ops-listen",
+            "127.0.0.1:0",
             "--listen",
             f"127.0.0.1:{port}",
             "--shutdown-delay",

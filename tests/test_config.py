@@ -97,6 +97,8 @@ def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
             "-m",
             "webhook.cli",
             "serve",
+            "--ops-listen",
+            "127.0.0.1:0",
             "--config",
             str(bad),
             "--cert-dir",

@@ -94,6 +94,8 @@ def test_sigterm_under_load_fails_no_request(tmp_path: Path) -> None:
             "-m",
             "webhook.cli",
             "serve",
+            "--ops-listen",
+            "127.0.0.1:0",
             "--listen",
             f"127.0.0.1:{port}",
             "--cert-dir",

@@ -215,15 +215,17 @@ async def test_other_routes_answer_json_errors(
     assert (await response.json())["status"] == status
 
 
-async def test_probes_and_metrics(client: TestClient) -> None:
-    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
-    assert (await client.get("/readyz")).status == 200
+async def test_probes_and_metrics(client: TestClient, ops: TestClient) -> None:
+    for port in (client, ops):
+        assert (await (await port.get("/healthz")).json()) == {"status": "ok"}
+        assert (await port.get("/readyz")).status == 200
+    assert (await client.get("/metrics")).status == 404  # only on the ops port
     request = request_dict(
         "DELETE", old=statefulset_pod(), namespace="db", options={"gracePeriodSeconds": 0}
     )
     await post(client, "/validate", review_body(request))
     await post(client, "/validate", b"garbage")
-    text = await (await client.get("/metrics")).text()
+    text = await (await ops.get("/metrics")).text()
     assert (
         'stateful_guard_policy_decisions_total{decision="deny",mode="enforce",'
         'policy="force-delete"} 1.0'
@@ -238,12 +240,12 @@ async def test_probes_and_metrics(client: TestClient) -> None:
     assert len(buckets) == 13 and buckets == sorted(buckets) and buckets[-1] == 2.0
 
 
-async def test_readyz_waits_for_the_view(client: TestClient) -> None:
+async def test_readyz_waits_for_the_view(client: TestClient, ops: TestClient) -> None:
     from webhook.server import STATE
 
     client.app[STATE].ready = lambda: False
-    response = await client.get("/readyz")
-    assert response.status == 503
+    for port in (client, ops):
+        assert (await port.get("/readyz")).status == 503
 
 
 async def test_side_effect_without_a_cluster_is_reported(client: TestClient) -> None:
@@ -265,7 +267,7 @@ async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> 
     from policies.config import Config
     from webhook.engine import Engine
     from webhook.metrics import Metrics
-    from webhook.server import ServerState, make_app
+    from webhook.server import ServerState, make_app, make_ops_app
     from webhook.view import MemoryView
 
     zk = {
@@ -281,9 +283,9 @@ async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> 
     config = Config.model_validate(
         {"policies": {"force-delete": {"mode": "audit"}, "quorum": {"mode": "audit"}}}
     )
-    client = await aiohttp_client(
-        make_app(ServerState(engine=Engine(MemoryView([zk]), config), metrics=Metrics()))
-    )
+    state = ServerState(engine=Engine(MemoryView([zk]), config), metrics=Metrics())
+    client = await aiohttp_client(make_app(state))
+    ops = await aiohttp_client(make_ops_app(state))
     delete = request_dict(
         "DELETE", old=statefulset_pod(), namespace="db", options={"gracePeriodSeconds": 0}
     )
@@ -313,7 +315,7 @@ async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> 
         assert response["allowed"] is True
         assert "warnings" not in response
         assert response["auditAnnotations"][key].startswith(text)
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await ops.get("/metrics")).text()
     for policy in ("force-delete", "quorum"):
         assert (
             f'stateful_guard_policy_decisions_total{{decision="audit",mode="audit",'

@@ -45,6 +45,8 @@ def test_tour(tmp_path: Path) -> None:
             "-m",
             "webhook.cli",
             "serve",
+            "--ops-listen",
+            "127.0.0.1:0",
             "--objects",
             "examples/cluster.yaml",
             "--listen",

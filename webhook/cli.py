@@ -36,8 +36,9 @@ DEFAULT_NAMESPACE = os.environ.get("POD_NAMESPACE", "stateful-guard")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT; port 0 picks a free one (logged at start)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8443"
 
@@ -60,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
     from webhook.live import LiveView, api_client
     from webhook.metrics import Metrics
     from webhook.reconcile import reconcile_once
-    from webhook.server import Job, ServerState, make_app, serve
+    from webhook.server import Job, Limits, ServerState, make_app, serve
     from webhook.writer import ClusterWriter
 
     config = load_config(args.config)
@@ -118,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
         ready=live.ready if live else lambda: True,
         writer=writer,
         jobs=jobs,
+        limits=Limits(max_connections=args.max_connections) if args.max_connections else Limits(),
     )
     host, port = args.listen
     try:
@@ -129,8 +131,14 @@ def _serve(args: argparse.Namespace) -> int:
                 ssl_context=tls.context,
                 shutdown_timeout=args.shutdown_timeout,
                 shutdown_delay=args.shutdown_delay,
+                ops=args.ops_listen,
                 started=lambda: log.info(
-                    "serving", extra={"listen": f"https://{host}:{port}", "cert": str(certs.cert)}
+                    "serving",
+                    extra={
+                        "listen": f"https://{host}:{port}",
+                        "ops": "http://{}:{}".format(*args.ops_listen),
+                        "cert": str(certs.cert),
+                    },
                 ),
             )
         )
@@ -225,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="PATH",
         help="manifests to use as the cluster view (file, directory or -)",
+    )
+    serve.add_argument(
+        "--ops-listen",
+        type=parse_listen,
+        default=("127.0.0.1", 8080),
+        metavar="HOST:PORT",
+        help="plain-HTTP address for /healthz, /readyz and /metrics (default 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="close new connections past this many on each port (default 256)",
     )
     serve.add_argument(
         "--client-ca", type=Path, help="require API server client certificates signed by this CA"

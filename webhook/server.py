@@ -1,8 +1,15 @@
 """The HTTPS server: thin views over the engine, in the shape of aiohttp-demos.
 
-`POST /mutate` and `POST /validate` answer AdmissionReviews; `GET /healthz`, `/readyz` and
-`/metrics` serve probes and Prometheus. Calls we cannot read get a 4xx JSON error; nothing
-answers a 500 with a traceback.
+`POST /mutate` and `POST /validate` answer AdmissionReviews on the TLS port, with
+`GET /healthz` and `/readyz`; a second, plain-HTTP port (`--ops-listen`) serves the probes
+and `/metrics`, so Prometheus and the kubelet need no client certificate where the TLS port
+requires one. Calls we cannot read get a 4xx JSON error; nothing answers a 500 with a
+traceback.
+
+Every resource a caller can hold is bounded (`Limits`): connections, the time to send a
+request's headers (aiohttp's keep-alive timer also runs before the first request) and its
+body, idle keep-alive. Compressed bodies are refused: the API server never compresses, and
+a small gzip body can expand without bound.
 """
 
 from __future__ import annotations
@@ -33,6 +40,21 @@ log = logging.getLogger("stateful_guard.server")
 # allows 7 MiB, and so do we (aiohttp's default is 1 MiB).
 MAX_BODY = 7 * 1024 * 1024
 JSON = "application/json"
+SERVER_HEADER = "stateful-guard"  # not aiohttp's, which names its and Python's versions
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one caller can hold. The API server opens a few keep-alive connections per
+    replica and sends each request at once, so these never slow it; a slow or idle client
+    is cut off before it costs memory."""
+
+    max_connections: int = 256  # past it, new connections are closed at once
+    header_timeout: float = 10.0  # a connection must send a whole request head within this
+    body_timeout: float = 10.0  # and its body within this (webhooks time out at 5 s)
+    keepalive_timeout: float = 10.0  # idle connections close after this
+    handshake_timeout: float = 10.0  # TLS handshake
+
 
 Endpoint = Literal["mutate", "validate"]
 
@@ -89,6 +111,7 @@ class ServerState:
     in_flight: InFlight = field(default_factory=InFlight)
     effects: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False  # set on SIGTERM
+    limits: Limits = field(default_factory=Limits)
 
 
 STATE = web.AppKey("state", ServerState)
@@ -117,6 +140,10 @@ async def errors_as_json(
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except ConnectionError:
+        # The client went away mid-request: nothing to answer, nothing wrong with us.
+        log.debug("client disconnected", extra={"path": request.path})
+        return json_error(400, "client disconnected")
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return json_error(500, "internal error; see the webhook's logs")
@@ -130,13 +157,22 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
     started = time.perf_counter()
     outcome: Outcome | None = None
     try:
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if request.content_type != JSON:
             response = json_error(415, f"content type must be {JSON}, got {request.content_type}")
+        elif encoding != "identity":
+            response = json_error(415, f"Content-Encoding {encoding[:20]!r} is not accepted")
         elif request.content_length is not None and request.content_length > MAX_BODY:
             response = json_error(413, f"body larger than {MAX_BODY} bytes")
         else:
             try:
-                review = parse_review(await request.read())
+                async with asyncio.timeout(state.limits.body_timeout):
+                    body = await request.read()
+                review = parse_review(body)
+            except TimeoutError:
+                response = json_error(
+                    408, f"body not received within {state.limits.body_timeout} s"
+                )
             except ReviewError as exc:
                 response = json_error(exc.status, exc.message)
             else:
@@ -238,7 +274,75 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/validate", validate)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+
+
+async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+def make_runner(app: web.Application, *, shutdown_timeout: float = 20.0) -> web.AppRunner:
+    """The runner for one of our apps, with its state's limits."""
+    limits = app[STATE].limits
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        # Before the first request aiohttp's keep-alive timer bounds the wait for a request
+        # head; after a response it bounds idleness.
+        keepalive_timeout=min(limits.header_timeout, limits.keepalive_timeout),
+        auto_decompress=False,  # and Content-Encoding is refused anyway
+    )
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site that caps open connections and bounds the TLS handshake: past the cap a
+    new connection is closed at once (the API server retries on another), so many idle or
+    slow clients cannot take the memory the webhook needs."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        limits: Limits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self._limits = limits
+        self.refused = 0
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        cap = self._limits.max_connections
+
+        def protocol() -> asyncio.BaseProtocol:
+            if len(server.connections) >= cap:
+                self.refused += 1
+                return _Refuse()
+            return server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            protocol,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=self._limits.handshake_timeout if self._ssl_context else None,
+            backlog=self._backlog,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+class _Refuse(asyncio.Protocol):
+    """The protocol of a connection past the cap: closed as soon as it is made."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -263,6 +367,7 @@ async def serve(
     ssl_context: ssl.SSLContext,
     shutdown_timeout: float,
     shutdown_delay: float = 0.0,
+    ops: tuple[str, int] | None = None,
     started: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: for `shutdown_delay` seconds keep serving
@@ -279,18 +384,23 @@ async def serve(
     (RequestHandler.data_received returns once `_close` is set). So: stop listening, wait for
     the requests in flight, then clean up.
     """
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
-    )
+    limits = app[STATE].limits
+    runner = make_runner(app, shutdown_timeout=shutdown_timeout)
     await runner.setup()
+    ops_runner: web.AppRunner | None = None
+    if ops is not None:
+        ops_runner = make_runner(make_ops_app(app[STATE]))
+        await ops_runner.setup()
     collector.settle()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        site = GuardedSite(runner, host, port, limits=limits, ssl_context=ssl_context)
         await site.start()
+        if ops_runner is not None and ops is not None:
+            await GuardedSite(ops_runner, ops[0], ops[1], limits=limits).start()
         started()
         await stop.wait()
         state = app[STATE]
@@ -307,6 +417,8 @@ async def serve(
             log.warning("shutdown timeout: cutting off requests", extra={"open": in_flight.count})
     finally:
         await runner.cleanup()
+        if ops_runner is not None:
+            await ops_runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
@@ -315,5 +427,17 @@ def make_app(state: ServerState) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_as_json])
     app[STATE] = state
     setup_routes(app)
+    app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_background)
+    return app
+
+
+def make_ops_app(state: ServerState) -> web.Application:
+    """Probes and Prometheus on their own plain-HTTP port: `/healthz`, `/readyz`, `/metrics`."""
+    app = web.Application(client_max_size=1024, middlewares=[errors_as_json])
+    app[STATE] = state
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.on_response_prepare.append(_server_header)
     return app

@@ -245,6 +245,8 @@ class LocalWebhook:
                 "-m",
                 "webhook.cli",
                 "serve",
+                "--ops-listen",
+                "127.0.0.1:0",
                 "--listen",
                 f"127.0.0.1:{self.port}",
                 "--cert-dir",

@@ -154,7 +154,7 @@ def test_retention_delete_is_the_owners_intent(cluster: Cluster, namespaced: Ins
         )
         return str(headers.get("Warning", ""))
 
-    assert "scaling 3->1 deletes claims (whenScaled: Delete)" in wait_for(
+    assert "removes 2 members' claims (whenScaled: Delete)" in wait_for(
         lambda: "whenScaled" in scaled() and scaled(), timeout=15, what="the warning"
     )
     _, _, headers = cluster.apps.delete_namespaced_stateful_set_with_http_info(
