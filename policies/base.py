@@ -71,15 +71,6 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
-class Create:
-    """A side effect: create this object in the request's namespace, never over an existing
-    one. The engine keeps side effects only for enforced, non-dry-run requests."""
-
-    object: dict[str, Any]
-    description: str  # e.g. `create headless Service db/mysql`
-
-
-@dataclass(frozen=True, slots=True)
 class Result:
     """What a policy answers. Empty means: nothing to say, allow."""
 
@@ -87,7 +78,6 @@ class Result:
     warnings: tuple[Finding, ...] = ()
     changes: tuple[str, ...] = ()  # what a mutator changed, e.g. `set spec.serviceName to db`
     undecided: tuple[Finding, ...] = ()  # could not judge: the failure mode decides
-    side_effects: tuple[Create, ...] = ()
 
     @staticmethod
     def allow() -> Result:
@@ -106,11 +96,6 @@ class Result:
         return Result(changes=changes)
 
     @staticmethod
-    def effect(effect: Create) -> Result:
-        """A side effect, whose description is also what warn and audit modes report."""
-        return Result(changes=(effect.description,), side_effects=(effect,))
-
-    @staticmethod
     def cannot_decide(message: str, *, short: str | None = None) -> Result:
         return Result(undecided=(Finding(message, short or message),))
 
@@ -120,7 +105,6 @@ class Result:
             self.warnings + other.warnings,
             self.changes + other.changes,
             self.undecided + other.undecided,
-            self.side_effects + other.side_effects,
         )
 
 

@@ -1,14 +1,17 @@
 """headless-service: a StatefulSet names a headless Service that selects its pods.
 
 Rule: on StatefulSet CREATE an empty `spec.serviceName` is set to the set's name. When the
-named Service does not exist, it is created (a side effect, never on a dry run): headless,
-selecting the set's `matchLabels`, with the pod template's named container ports,
-`publishNotReadyAddresses: true` (peers must find each other before they are ready), and the
-label `app.kubernetes.io/managed-by: stateful-guard`; a background reconcile gives it an
-ownerReference to the set once the set exists, and deletes it if the set never appears. A
-named Service that exists but is not headless (`clusterIP: None`), or whose selector does
-not select the set's pods, gets a warning with the fix: add a separate headless Service and
-point `serviceName` at it.
+named Service does not exist, the set is marked `stateful-guard.io/managed-service: "true"`,
+and once the API server has stored it, the Lease leader creates the Service from the stored
+set (`webhook/reconcile.py`): headless, selecting the set's `matchLabels`, with the pod
+template's named container ports, `publishNotReadyAddresses: true` (peers must find each
+other before they are ready), labelled `app.kubernetes.io/managed-by: stateful-guard` and
+owned by the set (the garbage collector removes it with the set). Admission itself has no
+side effects: a set that is refused, or only dry-run, never gets a Service, and a forged
+review can create nothing. A named Service that exists but is not headless
+(`clusterIP: None`), or whose selector does not select the set's pods, gets a warning with
+the fix: add a separate headless Service and point `serviceName` at it. A name that cannot
+name a Service (a DNS-1035 label: `1db` starts with a digit) gets a warning, not a Service.
 
 Why: the stable network identity a StatefulSet promises (`mysql-0.mysql.db.svc`) exists only
 through a headless Service that selects its pods. With a normal Service, peers cannot find
@@ -22,10 +25,11 @@ so re-sending the original manifest converges instead of being refused by the AP
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import Create, Match, Policy, Result, Review
+from policies.base import Match, Policy, Result, Review
 from policies.objects import metadata, name_of, pod_template_labels, ref, spec
 from policies.view import SERVICE
 
@@ -33,7 +37,9 @@ WRITES = frozenset({"CREATE", "UPDATE"})
 
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "stateful-guard"}
-SET_ANNOTATION = "stateful-guard.io/statefulset"
+SET_ANNOTATION = "stateful-guard.io/statefulset"  # on a managed Service: the set it serves
+MANAGED_SERVICE = "stateful-guard.io/managed-service"  # on a set: make its Service
+DNS_1035 = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def service_for(stateful_set: Mapping[str, Any], name: str, namespace: str) -> dict[str, Any]:
@@ -75,25 +81,29 @@ def service_for(stateful_set: Mapping[str, Any], name: str, namespace: str) -> d
 
 
 def _missing_service(review: Review, service_name: str) -> Result:
-    """Create the named Service when the view knows it is missing."""
+    """Mark the set for a managed Service when the view knows the named one is missing
+    (without a view there is no cluster, and no leader to make it)."""
     namespace = review.namespace
     if not review.view.has(SERVICE) or review.view.get(SERVICE, namespace, service_name):
         return Result.allow()
     assert review.object is not None
+    owner = ref("StatefulSet", namespace, review.request.object_name)
+    if not DNS_1035.fullmatch(service_name):
+        return Result.warn(
+            f"{owner}: spec.serviceName {service_name[:63]!r} cannot name a Service (a DNS-1035 "
+            "label: lowercase letters, digits and '-', starting with a letter), so no headless "
+            "Service can be made for it; set spec.serviceName to such a name.",
+            short=f"{owner}: {service_name[:40]!r} cannot name a Service; set spec.serviceName",
+        )
     selector = spec(review.object).get("selector") or {}
     if not (isinstance(selector, dict) and selector.get("matchLabels")):
-        owner = ref("StatefulSet", namespace, review.request.object_name)
         return Result.warn(
             f"{owner}: Service {namespace}/{service_name} does not exist and the set's selector "
             "has no matchLabels to give one; create a headless Service selecting its pods.",
             short=f"{owner}: Service {service_name} missing; create it headless",
         )
-    return Result.effect(
-        Create(
-            service_for(review.object, service_name, namespace),
-            f"create headless Service {namespace}/{service_name}",
-        )
-    )
+    review.edits.set(("metadata", "annotations", MANAGED_SERVICE), "true")
+    return Result.changed(f"create headless Service {namespace}/{service_name} once stored")
 
 
 def _keep_stored(review: Review) -> Result:
@@ -122,6 +132,8 @@ def mutate(review: Review) -> Result:
             "headless Service",
             short=f"{owner}: a generated name cannot name its Service; set spec.serviceName",
         )
+    if not DNS_1035.fullmatch(name):
+        return _missing_service(review, name)  # says why it cannot name one
     review.edits.set(("spec", "serviceName"), name)
     return Result.changed(f"set spec.serviceName to {name}") + _missing_service(review, name)
 

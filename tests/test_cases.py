@@ -22,7 +22,6 @@ Case format:
       message: [substrings of the denial]
       warnings: [substrings, each found in some warning]   # []: none from this policy
       annotations: [audit annotation keys]
-      sideEffects: [descriptions, exactly]
 """
 
 from __future__ import annotations
@@ -135,8 +134,6 @@ def _check(case: Case, outcome: Outcome) -> None:
     for warning in outcome.warnings:
         assert len(warning) <= 120 and "\n" not in warning, warning
         assert not warning.endswith("..."), f"policy warning needed truncation: {warning}"
-    if "sideEffects" in expect:
-        assert [e.description for _, e in outcome.side_effects] == expect["sideEffects"]
     for key in expect.get("annotations", []):
         assert key in outcome.audit_annotations, outcome.audit_annotations
 

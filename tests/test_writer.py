@@ -1,5 +1,6 @@
-"""The cluster writes: a side effect lands in the request's namespace, whatever its manifest
-says, and never over an existing Service; only managed Services are ever deleted."""
+"""The cluster writes: a managed Service lands in its set's namespace, whatever its manifest
+says, owned by the set, and never over an existing Service; only managed Services are ever
+deleted."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from policies.base import Create
 from policies.headless_service import service_for
 from tests.support import example
 from webhook.writer import ClusterWriter
@@ -34,21 +34,28 @@ def writer(core: RecordingCore) -> ClusterWriter:
     return created
 
 
-def effect(namespace: str) -> Create:
-    service = service_for(example("mysql-replicated.yaml", "StatefulSet"), "mysql", namespace)
-    return Create(service, "create headless Service")
+def stored_set() -> dict[str, Any]:
+    stateful_set = example("mysql-replicated.yaml", "StatefulSet")
+    stateful_set["metadata"].update(namespace="db", uid="set-uid")
+    return stateful_set
 
 
-def test_created_in_the_request_namespace_only() -> None:
+def service(namespace: str) -> dict[str, Any]:
+    return service_for(example("mysql-replicated.yaml", "StatefulSet"), "mysql", namespace)
+
+
+def test_created_in_the_sets_namespace_only_and_owned_by_it() -> None:
     core = RecordingCore()
-    assert writer(core).create(effect("kube-system"), "db") == "created"
+    assert writer(core).create(service("kube-system"), stored_set()) == "created"
     [(verb, namespace, body)] = core.calls
     assert (verb, namespace, body["metadata"]["namespace"]) == ("create", "db", "db")
+    [owner] = body["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("StatefulSet", "mysql", "set-uid")
 
 
 def test_never_over_an_existing_service() -> None:
     core = RecordingCore(exists=True)
-    assert writer(core).create(effect("db"), "db") == "exists"
+    assert writer(core).create(service("db"), stored_set()) == "exists"
     assert [c[0] for c in core.calls] == ["create"], "a create, never an update or apply"
 
 

@@ -27,6 +27,9 @@ from webhook.view import MemoryView
 
 if TYPE_CHECKING:
     from policies.view import ClusterView
+    from webhook.live import LiveView
+    from webhook.metrics import Metrics
+    from webhook.server import Job
 
 log = logging.getLogger("stateful_guard.cli")
 
@@ -56,13 +59,9 @@ def load_config(path: Path | None) -> Config:
 def _serve(args: argparse.Namespace) -> int:
     from certs import files as cert_files
     from certs.reload import ReloadingContext
-    from webhook import policyreports
-    from webhook.lease import LeaseElector
     from webhook.live import LiveView, api_client
     from webhook.metrics import Metrics
-    from webhook.reconcile import reconcile_once
-    from webhook.server import Job, Limits, ServerState, make_app, serve
-    from webhook.writer import ClusterWriter
+    from webhook.server import Limits, ServerState, make_app, serve
 
     config = load_config(args.config)
     certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
@@ -76,33 +75,12 @@ def _serve(args: argparse.Namespace) -> int:
     metrics.cert_reloads.set_function(lambda: tls.reloads)
     jobs: list[Job] = [lambda: tls.watch(args.cert_reload_interval)]
     live: LiveView | None = None
-    writer: ClusterWriter | None = None
     view: ClusterView
     if args.kubeconfig or args.in_cluster:
         client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
-        live = view = live_view = LiveView(client)
+        live = view = LiveView(client)
         live.start()
         metrics.watch_view(live)
-        writer = cluster_writer = ClusterWriter(client)
-        elector = LeaseElector(client, namespace=args.namespace, identity=_identity())
-        jobs.append(elector.run)
-        jobs.append(
-            lambda: elector.while_leading(
-                args.reconcile_interval,
-                partial(
-                    reconcile_once, live_view, cluster_writer, grace=args.managed_service_grace
-                ),
-                what="reconcile managed Services",
-            )
-        )
-        if args.audit_interval > 0:
-            jobs.append(
-                lambda: elector.while_leading(
-                    args.audit_interval,
-                    partial(policyreports.refresh, client, config),
-                    what="background audit",
-                )
-            )
         log.info("cluster view from the API server: list+watch started")
     elif args.objects:
         view = MemoryView(m.object for m in load(args.objects))
@@ -113,11 +91,13 @@ def _serve(args: argparse.Namespace) -> int:
             "no cluster view: running without a cluster; policies that need cluster objects "
             "let their failure mode decide (pass --objects FILE to give them some)"
         )
+    engine = Engine(view, config)
+    if live is not None:
+        jobs += _leader_jobs(args, live, engine, metrics)
     state = ServerState(
-        engine=Engine(view, config),
+        engine=engine,
         metrics=metrics,
         ready=live.ready if live else lambda: True,
-        writer=writer,
         jobs=jobs,
         limits=Limits(max_connections=args.max_connections) if args.max_connections else Limits(),
     )
@@ -146,6 +126,55 @@ def _serve(args: argparse.Namespace) -> int:
         if live is not None:
             live.stop()
     return 0
+
+
+def _leader_jobs(
+    args: argparse.Namespace, live: LiveView, engine: Engine, metrics: Metrics
+) -> list[Job]:
+    """Leader election, and what only the leader does: managed Services, PolicyReports."""
+    from policies.base import Mode
+    from policies.headless_service import POLICY as HEADLESS_SERVICE
+    from webhook import policyreports
+    from webhook.lease import LeaseElector
+    from webhook.reconcile import guarded_namespaces, reconcile_once
+    from webhook.writer import ClusterWriter
+
+    writer = ClusterWriter(live.client)
+    elector = LeaseElector(live.client, namespace=args.namespace, identity=_identity())
+
+    def reconcile() -> list[str]:
+        guarded = guarded_namespaces(
+            live,
+            writer.mutating_namespace_selector(),
+            enforced=lambda ns: engine.mode_for(HEADLESS_SERVICE, ns) is Mode.ENFORCE,
+            own_namespace=args.namespace,
+        )
+        done = reconcile_once(
+            live,
+            writer,
+            grace=args.managed_service_grace,
+            delay=args.managed_service_delay,
+            guarded=guarded,
+        )
+        for line in done:
+            metrics.managed_services.labels(line.split(" ", 1)[0]).inc()
+        return done
+
+    jobs: list[Job] = [
+        elector.run,
+        lambda: elector.while_leading(
+            args.reconcile_interval, reconcile, what="reconcile managed Services"
+        ),
+    ]
+    if args.audit_interval > 0:
+        jobs.append(
+            lambda: elector.while_leading(
+                args.audit_interval,
+                partial(policyreports.refresh, live.client, engine.config),
+                what="background audit",
+            )
+        )
+    return jobs
 
 
 def _identity() -> str:
@@ -272,11 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the leader audits the cluster and refreshes PolicyReports this often (0: off)",
     )
     serve.add_argument(
+        "--managed-service-delay",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="create a marked set's missing headless Service once the set is this old",
+    )
+    serve.add_argument(
         "--managed-service-grace",
         type=float,
         default=600.0,
         metavar="SECONDS",
-        help="delete a managed Service whose StatefulSet has not appeared after this long",
+        help="delete an unowned managed Service (made by an earlier release) whose "
+        "StatefulSet has not appeared after this long",
     )
     serve.add_argument(
         "--shutdown-delay",

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from policies.base import (
-    Create,
     FailureMode,
     Finding,
     Mode,
@@ -86,8 +85,6 @@ class Outcome:
     audit_annotations: dict[str, str] = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
     object: dict[str, Any] | None = None  # the object after enforced mutations
-    # (policy id, effect): only from enforced decisions, never on a dry run
-    side_effects: list[tuple[str, Create]] = field(default_factory=list)
 
 
 _ALLOWED: dict[tuple[str, Mode], Verdict] = {}
@@ -96,8 +93,7 @@ _ALLOWED: dict[tuple[str, Mode], Verdict] = {}
 class _Verdicts:
     """Collects results, turning each into its mode's effect (the one place modes apply)."""
 
-    def __init__(self, *, dry_run: bool) -> None:
-        self.dry_run = dry_run
+    def __init__(self) -> None:
         self.outcome = Outcome()
         self._denials: list[str] = []
         self._warning_chars = 0
@@ -105,7 +101,7 @@ class _Verdicts:
 
     def apply(self, policy: Policy, mode: Mode, failure: FailureMode, result: Result) -> None:
         denials, warnings, changes = result.denials, result.warnings, result.changes
-        if not (denials or warnings or changes or result.undecided or result.side_effects):
+        if not (denials or warnings or changes or result.undecided):
             # nothing to say, as most policies for most requests: one shared verdict
             verdict = _ALLOWED.get((policy.id, mode))
             if verdict is None:
@@ -127,8 +123,6 @@ class _Verdicts:
         if mode is Mode.ENFORCE:
             if denials:
                 refusals = tuple([f"[{pid}] {d.message}" for d in denials])
-            elif result.side_effects and not self.dry_run:
-                self.outcome.side_effects.extend((pid, e) for e in result.side_effects)
             if warnings:
                 warned = tuple([f"[{pid}] {w.short}" for w in warnings])
         elif mode is Mode.WARN:
@@ -281,7 +275,7 @@ class Engine:
         """
         current = request.object
         patch: list[Op] = []
-        verdicts = _Verdicts(dry_run=request.dry_run)
+        verdicts = _Verdicts()
         skips = _skips(request)
         for policy, mode, failure in self.chain("mutate", request):
             if skips and policy.id in skips and not policy.guards_data:
@@ -301,7 +295,7 @@ class Engine:
         return outcome
 
     def validate(self, request: AdmissionRequest) -> Outcome:
-        verdicts = _Verdicts(dry_run=request.dry_run)
+        verdicts = _Verdicts()
         skips = _skips(request)
         for policy, mode, failure in self.chain("validate", request):
             if skips and policy.id in skips and not policy.guards_data:
@@ -331,7 +325,6 @@ class Engine:
         validated.warnings[:0] = mutated.warnings
         validated.audit_annotations = {**mutated.audit_annotations, **validated.audit_annotations}
         validated.verdicts[:0] = mutated.verdicts
-        validated.side_effects[:0] = mutated.side_effects
         return validated
 
     def _run(self, policy: Policy, func: PolicyFunc | None, review: Review) -> Result:

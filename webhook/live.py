@@ -99,11 +99,11 @@ def trim_stateful_set(obj: Obj) -> Obj:
     kept["template"] = {
         "metadata": _pick(template.get("metadata"), "labels"),
         # What the quorum profile reads (images, literal env, command line) for a scale
-        # request, which carries none of it.
+        # request, which carries none of it; the ports a managed Service publishes.
         "spec": {
             "containers": [
                 {
-                    **_pick(c, "name", "image", "command", "args"),
+                    **_pick(c, "name", "image", "command", "args", "ports"),
                     "env": [_pick(e, "name", "value") for e in c.get("env") or [] if "value" in e],
                 }
                 for c in (template.get("spec") or {}).get("containers") or []

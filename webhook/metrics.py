@@ -28,11 +28,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.admissions = _Admissions()
         self.registry.register(self.admissions)
-        self.side_effects = Counter(
-            "stateful_guard_side_effects",
-            "Side effects (managed headless Services) by policy and result "
-            "(created, exists, failed, skipped).",
-            ["policy", "result"],
+        self.managed_services = Counter(
+            "stateful_guard_managed_services",
+            "What the leader did to managed headless Services (created, adopted, deleted).",
+            ["action"],
             registry=self.registry,
         )
         self.cert_reloads = Gauge(

@@ -1,26 +1,50 @@
-"""The leader's background work on managed headless Services.
+"""The leader's background work on managed headless Services: the only writes we make.
 
-The headless-service policy creates a Service when a StatefulSet is created without one, but
-the set does not exist yet then (admission runs before it is stored), so the Service cannot
-own-reference it. Every `--reconcile-interval` seconds the Lease leader: gives each managed
-Service an ownerReference to its set once the set exists (the garbage collector then removes
-the Service with the set); deletes managed Services whose set never appeared within `grace`
-seconds (a create refused after our mutation, by a later webhook or by validation).
+Admission has no side effects. The headless-service mutation only marks a set that names a
+missing Service (`stateful-guard.io/managed-service: "true"`); every `--reconcile-interval`
+seconds the Lease leader reads the sets the API server stored (through the watch) and, for
+each marked set whose Service still does not exist:
+- creates it from the stored set (`service_for`: its name, selector and named ports), in the
+  set's namespace, owned by the set (the garbage collector removes it with the set);
+- only once the set is `delay` seconds old (a manifest that applies its Service just after
+  its set gets its own, not ours), and only in a namespace the mutating webhook's own
+  `namespaceSelector` selects and where headless-service is enforced (`guarded`): never in
+  kube-system, our own namespace, an opted-out or an unlabelled opt-in namespace.
+A set that was refused, or only dry-run, was never stored, so it never gets a Service.
+
+Managed Services without an owner (made by releases that created them at admission) are
+adopted by their set once it exists, and deleted if it never appeared within `grace` seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from policies.headless_service import MANAGED_BY, SET_ANNOTATION
-from policies.objects import annotations_of, labels, metadata
+from policies.headless_service import (
+    DNS_1035,
+    MANAGED_BY,
+    MANAGED_SERVICE,
+    SET_ANNOTATION,
+    service_for,
+)
+from policies.objects import annotations_of, labels, metadata, selects, spec
 from policies.view import SERVICE, STATEFUL_SET, ClusterView
-from webhook.writer import ClusterWriter
 
 log = logging.getLogger("stateful_guard.reconcile")
+
+NAME_LABEL = "kubernetes.io/metadata.name"  # every namespace carries its own name
+NEVER = frozenset({"kube-system"})
+
+
+class Writer(Protocol):
+    def create(self, service: Mapping[str, Any], owner: Mapping[str, Any]) -> str: ...
+
+    def adopt(self, service: Mapping[str, Any], stateful_set: Mapping[str, Any]) -> None: ...
+
+    def delete(self, service: Mapping[str, Any]) -> None: ...
 
 
 def _age(obj: Mapping[str, Any], now: dt.datetime) -> float:
@@ -32,23 +56,67 @@ def _age(obj: Mapping[str, Any], now: dt.datetime) -> float:
     return (now - when).total_seconds()
 
 
-def reconcile_once(
-    view: ClusterView, writer: ClusterWriter, *, grace: float, now: dt.datetime | None = None
+def guarded_namespaces(
+    view: ClusterView,
+    selector: Mapping[str, Any] | None,
+    *,
+    enforced: Callable[[str], bool],
+    own_namespace: str,
+) -> Callable[[str], bool]:
+    """Where the leader may create Services: namespaces the mutating webhook's
+    `namespaceSelector` selects (None: the configuration could not be read, so nowhere) and
+    where headless-service is enforced."""
+
+    def guarded(namespace: str) -> bool:
+        if selector is None or namespace in NEVER or namespace == own_namespace:
+            return False
+        namespace_labels = {**view.namespace_labels(namespace), NAME_LABEL: namespace}
+        return selects(selector, namespace_labels) and enforced(namespace)
+
+    return guarded
+
+
+def _create_missing(
+    view: ClusterView,
+    writer: Writer,
+    *,
+    delay: float,
+    guarded: Callable[[str], bool],
+    now: dt.datetime,
 ) -> list[str]:
-    """One pass; returns what it did. Blocking (API writes)."""
-    now = now or dt.datetime.now(dt.UTC)
+    done = []
+    for stateful_set in view.list(STATEFUL_SET):
+        if annotations_of(stateful_set).get(MANAGED_SERVICE) != "true":
+            continue
+        meta = metadata(stateful_set)
+        namespace, set_name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        service_name = spec(stateful_set).get("serviceName")
+        if not (isinstance(service_name, str) and DNS_1035.fullmatch(service_name)):
+            continue
+        if view.get(SERVICE, namespace, service_name) is not None:
+            continue
+        if _age(stateful_set, now) < delay or not meta.get("uid") or not guarded(namespace):
+            continue
+        result = writer.create(service_for(stateful_set, service_name, namespace), stateful_set)
+        done.append(f"{result} Service {namespace}/{service_name} for StatefulSet {set_name}")
+    return done
+
+
+def _tend_unowned(
+    view: ClusterView, writer: Writer, *, grace: float, now: dt.datetime
+) -> list[str]:
     done = []
     for service in view.list(SERVICE):
         if any(labels(service).get(k) != v for k, v in MANAGED_BY.items()):
             continue
         meta = metadata(service)
+        if meta.get("ownerReferences"):
+            continue
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         set_name = str(annotations_of(service).get(SET_ANNOTATION, name))
         stateful_set = view.get(STATEFUL_SET, namespace, set_name)
         if stateful_set is not None:
-            uid = metadata(stateful_set).get("uid")
-            owners = meta.get("ownerReferences") or []
-            if uid and not any(o.get("uid") == uid for o in owners):
+            if metadata(stateful_set).get("uid"):
                 writer.adopt(service, stateful_set)
                 done.append(f"adopted Service {namespace}/{name} by StatefulSet {set_name}")
         elif _age(service, now) > grace:
@@ -57,3 +125,19 @@ def reconcile_once(
                 f"deleted Service {namespace}/{name}: StatefulSet {set_name} never appeared"
             )
     return done
+
+
+def reconcile_once(
+    view: ClusterView,
+    writer: Writer,
+    *,
+    grace: float,
+    delay: float,
+    guarded: Callable[[str], bool],
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """One pass; returns what it did, each line starting with the action. Blocking."""
+    now = now or dt.datetime.now(dt.UTC)
+    return _create_missing(view, writer, delay=delay, guarded=guarded, now=now) + _tend_unowned(
+        view, writer, grace=grace, now=now
+    )

@@ -27,12 +27,10 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from policies.base import Create
 from webhook import collector, logs
 from webhook.admission import ReviewError, encode_answer, parse_review
-from webhook.engine import Engine, Outcome, one_line
+from webhook.engine import Engine, Outcome
 from webhook.metrics import Metrics
-from webhook.writer import ClusterWriter
 
 log = logging.getLogger("stateful_guard.server")
 
@@ -106,10 +104,8 @@ class ServerState:
     engine: Engine
     metrics: Metrics
     ready: Callable[[], bool] = lambda: True
-    writer: ClusterWriter | None = None  # performs side effects; None without a cluster
     jobs: list[Job] = field(default_factory=list)  # background loops, run while serving
     in_flight: InFlight = field(default_factory=InFlight)
-    effects: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False  # set on SIGTERM
     limits: Limits = field(default_factory=Limits)
 
@@ -181,7 +177,6 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
                 outcome = (
                     engine.mutate(admission) if endpoint == "mutate" else engine.validate(admission)
                 )
-                _perform_side_effects(state, admission.namespace, outcome)
                 _log_outcome(endpoint, admission.uid, outcome)
                 answer = encode_answer(admission.uid, outcome)
                 response = web.Response(body=answer, content_type=JSON)
@@ -189,39 +184,6 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
         response = json_error(413, f"body larger than {MAX_BODY} bytes")
     state.metrics.record(endpoint, response.status, time.perf_counter() - started, outcome)
     return response
-
-
-def _perform_side_effects(state: ServerState, namespace: str, outcome: Outcome) -> None:
-    """Start the enforced side effects off the request path (no request waits on an API call);
-    without a cluster connection, say so in the answer."""
-    for policy, effect in outcome.side_effects:
-        if state.writer is None:
-            outcome.warnings.append(
-                one_line(f"[{policy}] cannot {effect.description}: no cluster connection")
-            )
-            state.metrics.side_effects.labels(policy, "skipped").inc()
-            continue
-        task = asyncio.create_task(_side_effect(state, state.writer, policy, effect, namespace))
-        state.effects.add(task)
-        task.add_done_callback(state.effects.discard)
-
-
-async def _side_effect(
-    state: ServerState, writer: ClusterWriter, policy: str, effect: Create, namespace: str
-) -> None:
-    try:
-        result = await asyncio.to_thread(writer.create, effect, namespace)
-    except Exception as exc:  # logged and counted; the request was already answered
-        log.warning(
-            "side effect failed",
-            extra={"policy": policy, "effect": effect.description, "error": str(exc)},
-        )
-        result = "failed"
-    else:
-        log.info(
-            "side effect", extra={"policy": policy, "effect": effect.description, "result": result}
-        )
-    state.metrics.side_effects.labels(policy, result).inc()
 
 
 def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
@@ -346,12 +308,10 @@ class _Refuse(asyncio.Protocol):
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """Run the state's jobs while serving; on shutdown let side effects finish, then stop."""
+    """Run the state's jobs while serving; stop them on shutdown."""
     state = app[STATE]
     tasks = [asyncio.create_task(job()) for job in state.jobs]
     yield
-    if state.effects:
-        await asyncio.wait(state.effects, timeout=10)
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -1,10 +1,11 @@
-"""The only writes stateful-guard makes to the cluster: managed headless Services.
+"""The only writes stateful-guard makes to the cluster: managed headless Services, by the
+Lease leader (`webhook/reconcile.py`).
 
-Created in the request's namespace only and never over an existing Service (a create, not an
-apply: an existing one answers 409 and is left alone); adopted by their StatefulSet through an
-ownerReference (so the garbage collector removes them with it); deleted only when they carry
-our managed-by label and the set they were made for never appeared. Calls block: run them in a
-thread.
+Created in their set's namespace only, owned by the set (so the garbage collector removes
+them with it), and never over an existing Service (a create, not an apply: an existing one
+answers 409 and is left alone); deleted only when they carry our managed-by label. The
+ServiceAccount may write no other Service: a ValidatingAdmissionPolicy in deploy/ holds it
+to that. Calls block: run them in a thread.
 """
 
 from __future__ import annotations
@@ -16,22 +17,41 @@ from typing import Any, cast
 
 from kubernetes import client as k8s
 
-from policies.base import Create
 from policies.headless_service import MANAGED_BY
 
 log = logging.getLogger("stateful_guard.writer")
 
 
+WEBHOOK_CONFIGURATION = "stateful-guard"  # as deploy/ and the chart name it
+MUTATING_WEBHOOK = "mutate.stateful-guard.io"
+
+
+def _reference(stateful_set: Mapping[str, Any]) -> dict[str, Any]:
+    owner = stateful_set["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": owner["name"],
+        "uid": owner["uid"],
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
+
+
 class ClusterWriter:
     def __init__(self, api: k8s.ApiClient) -> None:
         self.core = k8s.CoreV1Api(api)
+        self.admission = k8s.AdmissionregistrationV1Api(api)
 
-    def create(self, effect: Create, namespace: str) -> str:
-        """Perform a side effect in `namespace`; returns what happened: created or exists."""
-        obj = copy.deepcopy(effect.object)
+    def create(self, service: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
+        """Create `service` in its owner's namespace; returns what happened: created or
+        exists."""
+        obj = copy.deepcopy(dict(service))
         if obj.get("kind") != "Service":
-            raise ValueError(f"unsupported side effect: {obj.get('kind')}")
-        obj["metadata"]["namespace"] = namespace  # the request's namespace, whatever it says
+            raise ValueError(f"unsupported object: {obj.get('kind')}")
+        namespace = owner["metadata"]["namespace"]
+        obj["metadata"]["namespace"] = namespace  # the set's namespace, whatever it says
+        obj["metadata"]["ownerReferences"] = [_reference(owner)]
         try:
             # The client sends a plain dict as it is; no round trip through its models.
             self.core.create_namespaced_service(namespace, cast("k8s.V1Service", obj))
@@ -41,20 +61,29 @@ class ClusterWriter:
             raise
         return "created"
 
+    def mutating_namespace_selector(self) -> dict[str, Any] | None:
+        """The namespaceSelector of our mutating webhook (which namespaces we guard), or None
+        when the configuration cannot be read."""
+        try:
+            config = self.admission.read_mutating_webhook_configuration(WEBHOOK_CONFIGURATION)
+        except k8s.ApiException as exc:
+            log.warning(
+                "cannot read the MutatingWebhookConfiguration; creating no Services",
+                extra={"name": WEBHOOK_CONFIGURATION, "status": exc.status},
+            )
+            return None
+        for hook in config.webhooks or []:
+            if hook.name == MUTATING_WEBHOOK:
+                selector = hook.namespace_selector
+                return self.core.api_client.sanitize_for_serialization(selector) or {}
+        return None
+
     def adopt(self, service: Mapping[str, Any], stateful_set: Mapping[str, Any]) -> None:
-        meta, owner = service["metadata"], stateful_set["metadata"]
-        reference = {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "name": owner["name"],
-            "uid": owner["uid"],
-            "controller": False,
-            "blockOwnerDeletion": False,
-        }
+        meta = service["metadata"]
         self.core.patch_namespaced_service(
             meta["name"],
             meta["namespace"],
-            {"metadata": {"ownerReferences": [reference], "uid": meta["uid"]}},
+            {"metadata": {"ownerReferences": [_reference(stateful_set)], "uid": meta["uid"]}},
         )
 
     def delete(self, service: Mapping[str, Any]) -> None:

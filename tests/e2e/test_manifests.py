@@ -61,7 +61,7 @@ def test_every_webhook_excludes_kube_system_and_ourselves(scope: str) -> None:
             "operator": "NotIn",
             "values": ["kube-system", NAMESPACE],
         } in expressions, hook["name"]
-        assert hook["sideEffects"] == "NoneOnDryRun"
+        assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
         assert 1 <= hook["timeoutSeconds"] <= 10
 
