@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import metadata, name_of, pod_template_labels, ref, spec
+from policies.objects import metadata, name_of, pod_template_labels, ref, shown, spec
 from policies.view import SERVICE
 
 WRITES = frozenset({"CREATE", "UPDATE"})
@@ -90,10 +90,10 @@ def _missing_service(review: Review, service_name: str) -> Result:
     owner = ref("StatefulSet", namespace, review.request.object_name)
     if not DNS_1035.fullmatch(service_name):
         return Result.warn(
-            f"{owner}: spec.serviceName {service_name[:63]!r} cannot name a Service (a DNS-1035 "
-            "label: lowercase letters, digits and '-', starting with a letter), so no headless "
-            "Service can be made for it; set spec.serviceName to such a name.",
-            short=f"{owner}: {service_name[:40]!r} cannot name a Service; set spec.serviceName",
+            f"{owner}: spec.serviceName {shown(service_name, 63)} cannot name a Service (a "
+            "DNS-1035 label: lowercase letters, digits and '-', starting with a letter), so no "
+            "headless Service can be made for it; set spec.serviceName to such a name.",
+            short=f"{owner}: {shown(service_name, 20)} cannot name a Service; set spec.serviceName",
         )
     selector = spec(review.object).get("selector") or {}
     if not (isinstance(selector, dict) and selector.get("matchLabels")):

@@ -56,6 +56,13 @@ def name_of(obj: Mapping[str, Any] | None) -> str:
     return value if isinstance(value, str) else ""
 
 
+def shown(value: object, limit: int = 40) -> str:
+    """A value from an object (an annotation, a name) as messages quote it: its first
+    `limit` characters only, so a 100 KB annotation is never echoed into answers and logs."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def ref(kind: str, namespace: str, name: str) -> str:
     """How messages name an object: `pod db/mysql-1`, `StorageClass fast`."""
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"

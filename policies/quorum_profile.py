@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.objects import annotations_of, claim_templates, labels, spec
+from policies.objects import annotations_of, claim_templates, labels, shown, spec
 
 MIN_REPLICAS = "stateful-guard.io/min-replicas"
 QUORUM = "stateful-guard.io/quorum"
@@ -53,7 +53,7 @@ def whole(key: str, raw: object) -> int:
     text = str(raw).strip()
     # str.isdigit() accepts "²" and other Unicode digits that int() refuses.
     if not (text.isascii() and text.isdigit()):
-        raise BadAnnotation(f"annotation {key}={raw!r} is not a whole number")
+        raise BadAnnotation(f"annotation {key}={shown(raw)} is not a whole number")
     return int(text)
 
 

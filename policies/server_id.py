@@ -24,7 +24,7 @@ from typing import Any
 
 from policies.base import Match, Policy, Result, Review
 from policies.edits import Edits, FieldPath
-from policies.objects import annotations_of, ref
+from policies.objects import annotations_of, ref, shown
 
 ANNOTATION = "stateful-guard.io/server-id"
 OFFSET_ANNOTATION = "stateful-guard.io/server-id-offset"
@@ -109,9 +109,9 @@ def _preset(review: Review) -> tuple[str, Preset, int] | Result:
     owner = ref("StatefulSet", review.namespace, review.request.object_name)
     if name not in PRESETS:
         return Result.deny(
-            f"{owner}: annotation {ANNOTATION}={name!r} names no preset; use one of "
+            f"{owner}: annotation {ANNOTATION}={shown(name)} names no preset; use one of "
             f"{', '.join(PRESETS)}.",
-            short=f"{owner}: {ANNOTATION}={name!r} is not one of {'|'.join(PRESETS)}",
+            short=f"{owner}: {ANNOTATION}={shown(name, 20)} is not one of {'|'.join(PRESETS)}",
         )
     preset = PRESETS[name]
     raw = notes.get(OFFSET_ANNOTATION)
@@ -123,8 +123,8 @@ def _preset(review: Review) -> tuple[str, Preset, int] | Result:
         offset = -1
     if offset < 0:
         return Result.deny(
-            f"{owner}: annotation {OFFSET_ANNOTATION}={raw!r} must be a whole number >= 0.",
-            short=f"{owner}: {OFFSET_ANNOTATION}={raw!r} is not a whole number >= 0",
+            f"{owner}: annotation {OFFSET_ANNOTATION}={shown(raw)} must be a whole number >= 0.",
+            short=f"{owner}: {OFFSET_ANNOTATION}={shown(raw, 20)} is not a whole number >= 0",
         )
     return name, preset, offset
 

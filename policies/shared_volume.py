@@ -68,27 +68,29 @@ def validate(review: Review) -> Result:
                 short=f"{owner}: not in the view, shared claims unchecked",
             )
         workload = review.view.get(kind, request.namespace, request.object_name)
-    result = Result.allow()
+    unknown: list[Result] = []
     for name in dict.fromkeys(_claims(workload)):
         claim = review.view.get(CLAIM, request.namespace, name)
         if claim is None:
-            result += Result.warn(
-                f"{owner}: {count} replicas mount claim {name}, which the cluster view does "
-                "not have; if it is ReadWriteOnce they cannot share it.",
-                short=f"{owner}: claim {name} unknown; {count} replicas cannot share an RWO claim",
+            unknown.append(
+                Result.warn(
+                    f"{owner}: {count} replicas mount claim {name}, which the cluster view does "
+                    "not have; if it is ReadWriteOnce they cannot share it.",
+                    short=f"{owner}: claim {name} unknown; {count} replicas cannot share RWO",
+                )
             )
             continue
         modes = set(spec(claim).get("accessModes") or [])
         if modes & SINGLE_WRITER and not modes & SHARED:
             shown = "/".join(sorted(modes & SINGLE_WRITER))
-            return result + Result.deny(
+            return Result.merge(unknown) + Result.deny(
                 f"{owner}: {count} replicas mount the {shown} claim {name}; it attaches to one "
                 "node and one writer, so the others hang or corrupt its data. Give each "
                 "replica its own claim (a StatefulSet's volumeClaimTemplates), or run 1 "
                 "replica.",
                 short=f"{owner}: {count} replicas share {shown} claim {name}; give each its own",
             )
-    return result
+    return Result.merge(unknown)
 
 
 WORKLOADS = frozenset({"CREATE", "UPDATE"})

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import Match, Mode, Policy, Result, Review
+from policies.base import Finding, Match, Mode, Policy, Result, Review
 from policies.objects import annotations_of, ref, replicas, spec
 from policies.quorum_profile import majority
 
@@ -98,11 +98,10 @@ def validate(review: Review) -> Result:
     owner = ref("StatefulSet", review.namespace, review.request.object_name)
     policy = set_spec.get("podManagementPolicy") or "OrderedReady"
     notes = annotations_of(obj)
-    result = Result.allow()
+    findings: list[Finding] = []  # a list, not Result + Result: a set may have many
 
     def finding(message: str, short: str) -> None:
-        nonlocal result
-        result += Result.deny(message, short=short)
+        findings.append(Finding(message, short))
 
     containers = _containers(pod)
     probed = any(c.get("readinessProbe") for c in containers)
@@ -153,7 +152,7 @@ def validate(review: Review) -> Result:
             + f"; use an odd count ({count - 1} or {count + 1}).",
             f"{owner}: {count} members of a majority quorum; use an odd count",
         )
-    return result
+    return Result(denials=tuple(findings))
 
 
 POLICY = Policy(

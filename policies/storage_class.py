@@ -35,6 +35,7 @@ from policies.objects import (
     is_kubernetes_controller,
     name_of,
     ref,
+    shown,
     spec,
 )
 from policies.view import STORAGE_CLASS
@@ -91,7 +92,7 @@ def mutate(review: Review) -> Result:
             value = stored.get(name_of(claim))
             if value is not None and _unset(claim):
                 review.edits.set((*path, "spec", "storageClassName"), value)
-                changes.append(f"keep the stored storageClassName {value!r} of {what}")
+                changes.append(f"keep the stored storageClassName {shown(value)} of {what}")
         return Result.changed(*changes)
     target = review.config.storage_class_for(review.namespace)
     if target is None:
@@ -117,7 +118,7 @@ def _class_of(claim: dict[str, Any]) -> str | None:
 def validate(review: Review) -> Result:
     if review.request.operation != "CREATE":
         return Result.allow()  # templates are immutable: judged once, at creation
-    result = Result.allow()
+    results: list[Result] = []
     seen: set[str] = set()
     owner = _owner(review)
     quiet = is_kubernetes_controller(review.request.user_info.username)
@@ -127,10 +128,12 @@ def validate(review: Review) -> Result:
             continue  # no class, or "" (static binding): nothing to check
         seen.add(name)
         if not review.view.has(STORAGE_CLASS):
-            result += Result.cannot_decide(
-                f"{owner}: cannot check StorageClass {name}, the cluster view has no "
-                "StorageClasses",
-                short=f"{owner}: cannot check class {name}: view has no StorageClasses",
+            results.append(
+                Result.cannot_decide(
+                    f"{owner}: cannot check StorageClass {name}, the cluster view has no "
+                    "StorageClasses",
+                    short=f"{owner}: cannot check class {name}: view has no StorageClasses",
+                )
             )
             continue
         storage_class = review.view.get(STORAGE_CLASS, "", name)
@@ -138,30 +141,36 @@ def validate(review: Review) -> Result:
             # A warning, not a refusal: one `kubectl apply -f` of a set and the class it
             # names (the Kubernetes docs' Cassandra) sends the set first, and its claims
             # bind once the class exists.
-            result += Result.warn(
-                f"{owner} {what} names StorageClass {name}, which does not exist (yet); its "
-                f"claims stay Pending until it does. Create {name}, or use an existing class "
-                "(kubectl get storageclass).",
-                short=f"{owner}: StorageClass {name} does not exist; claims stay Pending",
+            results.append(
+                Result.warn(
+                    f"{owner} {what} names StorageClass {name}, which does not exist (yet); its "
+                    f"claims stay Pending until it does. Create {name}, or use an existing class "
+                    "(kubectl get storageclass).",
+                    short=f"{owner}: StorageClass {name} does not exist; claims stay Pending",
+                )
             )
             continue
         if quiet:
             continue  # the set's controller creating its claims: the set was warned already
         if storage_class.get("reclaimPolicy", "Delete") == "Delete":
-            result += Result.warn(
-                f"{owner}: StorageClass {name} has reclaimPolicy Delete, so a volume is "
-                "destroyed with its claim; databases want a Retain class.",
-                short=f"{owner}: class {name} deletes volumes with their claims; use a Retain "
-                "class",
+            results.append(
+                Result.warn(
+                    f"{owner}: StorageClass {name} has reclaimPolicy Delete, so a volume is "
+                    "destroyed with its claim; databases want a Retain class.",
+                    short=f"{owner}: class {name} deletes volumes with their claims; use a Retain "
+                    "class",
+                )
             )
         if storage_class.get("allowVolumeExpansion") is not True:
-            result += Result.warn(
-                f"{owner}: StorageClass {name} does not allow volume expansion, so a full "
-                "disk means a migration; choose a class with allowVolumeExpansion: true.",
-                short=f"{owner}: class {name} cannot expand volumes; use one with "
-                "allowVolumeExpansion",
+            results.append(
+                Result.warn(
+                    f"{owner}: StorageClass {name} does not allow volume expansion, so a full "
+                    "disk means a migration; choose a class with allowVolumeExpansion: true.",
+                    short=f"{owner}: class {name} cannot expand volumes; use one with "
+                    "allowVolumeExpansion",
+                )
             )
-    return result
+    return Result.merge(results)
 
 
 POLICY = Policy(

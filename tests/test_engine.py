@@ -9,7 +9,14 @@ import pytest
 from policies.base import FailureMode, Match, Mode, Policy, Result, Review
 from policies.config import Config
 from tests.support import make_request, statefulset_pod
-from webhook.engine import WARNINGS_TOTAL_LIMIT, Engine, one_line
+from webhook.engine import (
+    FINDINGS_LIMIT,
+    MESSAGE_LIMIT,
+    PATCH_LIMIT,
+    WARNINGS_TOTAL_LIMIT,
+    Engine,
+    one_line,
+)
 from webhook.view import MemoryView
 
 FORCE = {"gracePeriodSeconds": 0}
@@ -177,18 +184,50 @@ def test_failure_modes_default_closed_for_data_loss_and_open_otherwise() -> None
 
 def test_warnings_are_single_lines_within_limits() -> None:
     def chatty(review: Review) -> Result:
-        result = Result.warn("line one\nline two\twith tab " + "x" * 300)
-        for i in range(200):
-            result += Result.warn(f"warning number {i} " + "y" * 60)
-        return result
+        first = Result.warn("line one\nline two\twith tab " + "x" * 300)
+        return Result.merge([first] + [Result.warn(f"warning {i} " + "y" * 100) for i in range(19)])
 
-    policy = Policy(id="chatty", rationale="", matches=(SETS,), validate=chatty)
-    outcome = Engine(MemoryView(), policies=[policy]).validate(make_request("CREATE", a_set()))
+    policies = [
+        Policy(id=f"chatty-{n}", rationale="", matches=(SETS,), validate=chatty) for n in range(5)
+    ]
+    outcome = Engine(MemoryView(), policies=policies).validate(make_request("CREATE", a_set()))
     assert all(len(w) <= 120 and "\n" not in w and "\t" not in w for w in outcome.warnings)
-    assert outcome.warnings[0].startswith("[chatty] line one line two with tab x")
+    assert outcome.warnings[0].startswith("[chatty-0] line one line two with tab x")
     assert sum(len(w) for w in outcome.warnings[:-1]) <= WARNINGS_TOTAL_LIMIT
     assert outcome.warnings[-1].startswith("[stateful-guard] ")
     assert "more warnings omitted" in outcome.warnings[-1]
+
+
+def test_one_policy_says_at_most_its_findings_limit_and_a_denial_stays_one() -> None:
+    def flood(review: Review) -> Result:
+        return Result.merge(
+            [Result.deny(f"secret {i} " + "z" * 500, short=f"secret {i}") for i in range(5000)]
+        )
+
+    policy = Policy(id="flood", rationale="", matches=(SETS,), validate=flood)
+    outcome = Engine(MemoryView(), policies=[policy]).validate(make_request("CREATE", a_set()))
+    assert outcome.allowed is False
+    assert outcome.message.startswith("[flood] secret 0 ") and outcome.message.endswith(
+        "(cut; see the logs)"
+    )
+    assert len(outcome.message) <= MESSAGE_LIMIT
+    [verdict] = outcome.verdicts
+    assert len(verdict.refusals) == FINDINGS_LIMIT + 1
+    assert verdict.refusals[-1] == "[flood] and 4980 more findings like these."
+
+
+def test_a_mutation_past_the_patch_limit_is_not_adopted() -> None:
+    def sprawl(review: Review) -> Result:
+        for i in range(PATCH_LIMIT + 1):
+            review.edits.set(("metadata", "labels", f"l{i}"), "x")
+        return Result.changed("label everything")
+
+    policy = Policy(id="sprawl", rationale="", matches=(SETS,), mutate=sprawl)
+    outcome = Engine(MemoryView(), policies=[policy]).mutate(make_request("CREATE", a_set()))
+    assert outcome.allowed is True and outcome.patch == []
+    assert any("over the limit; allowed (fail open)" in w for w in outcome.warnings), (
+        outcome.warnings
+    )
 
 
 def test_one_line() -> None:

@@ -36,6 +36,10 @@ SKIP_ANNOTATION = "stateful-guard.io/skip"
 WARNING_LIMIT = 120  # the API server drops longer warnings' tails; keep each one line
 WARNINGS_TOTAL_LIMIT = 4000  # past 4096 runes in all the API server truncates them
 AUDIT_LIMIT = 1000
+# What one request can make us say or do, whatever its size (a set of 20,000 containers):
+FINDINGS_LIMIT = 20  # per policy; past it the first ones are kept and the rest counted
+PATCH_LIMIT = 1000  # operations per request; a mutator past it is undecided, not adopted
+MESSAGE_LIMIT = 4000  # characters of a denial's status.message
 
 Phase = Literal["mutate", "validate"]
 Chain = tuple[tuple[Policy, Mode, FailureMode], ...]  # policy, effective mode, failure mode
@@ -101,6 +105,8 @@ class _Verdicts:
 
     def apply(self, policy: Policy, mode: Mode, failure: FailureMode, result: Result) -> None:
         denials, warnings, changes = result.denials, result.warnings, result.changes
+        if len(denials) + len(warnings) > FINDINGS_LIMIT:
+            denials, warnings = _capped(denials, warnings)
         if not (denials or warnings or changes or result.undecided):
             # nothing to say, as most policies for most requests: one shared verdict
             verdict = _ALLOWED.get((policy.id, mode))
@@ -183,8 +189,25 @@ class _Verdicts:
             )
         if self._denials:
             outcome.allowed = False
-            outcome.message = " ".join(self._denials)
+            message = " ".join(self._denials)
+            if len(message) > MESSAGE_LIMIT:
+                message = message[: MESSAGE_LIMIT - 30].rstrip() + " ... (cut; see the logs)"
+            outcome.message = message
         return outcome
+
+
+def _capped(
+    denials: tuple[Finding, ...], warnings: tuple[Finding, ...]
+) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
+    """At most FINDINGS_LIMIT findings, denials first; one more says how many were left out
+    (a denial stays a denial: cutting never turns a refusal into an allow)."""
+    kept_denials = denials[:FINDINGS_LIMIT]
+    kept_warnings = warnings[: FINDINGS_LIMIT - len(kept_denials)]
+    left = len(denials) + len(warnings) - len(kept_denials) - len(kept_warnings)
+    more = Finding(f"and {left} more findings like these.", f"and {left} more findings")
+    if kept_denials:
+        return (*kept_denials, more), kept_warnings
+    return kept_denials, (*kept_warnings, more)
 
 
 def _undecided(policy: Policy, failure: FailureMode, finding: Finding) -> Finding:
@@ -284,6 +307,13 @@ class Engine:
             review = Review(request, current, self.view, self.config)
             result = self._run(policy, policy.mutate, review)
             edited = review.edited
+            if edited and len(patch) + len(edited.ops) > PATCH_LIMIT:
+                result = Result.cannot_decide(
+                    f"{policy.id} would change {len(edited.ops)} fields of {_subject(request)}, "
+                    f"more than the {PATCH_LIMIT} one request may",
+                    short=f"{_subject(request)}: {len(edited.ops)} changes, over the limit",
+                )
+                edited = None
             if edited and mode is Mode.ENFORCE and not (result.denials or result.undecided):
                 current = edited.object
                 patch.extend(edited.ops)

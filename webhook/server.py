@@ -38,7 +38,8 @@ log = logging.getLogger("stateful_guard.server")
 # allows 7 MiB, and so do we (aiohttp's default is 1 MiB).
 MAX_BODY = 7 * 1024 * 1024
 JSON = "application/json"
-SERVER_HEADER = "stateful-guard"  # not aiohttp's, which names its and Python's versions
+SERVER_HEADER = "stateful-guard"
+LOG_MESSAGE_LIMIT = 1000  # not aiohttp's, which names its and Python's versions
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def _log_outcome(endpoint: Endpoint, uid: str, outcome: Outcome) -> None:
                     "policy": verdict.policy,
                     "mode": verdict.mode.value,
                     "decision": verdict.decision,
-                    "messages": list(verdict.messages),
+                    # bounded whatever the request: a few messages, each a few lines long
+                    "messages": [m[:LOG_MESSAGE_LIMIT] for m in verdict.messages[:10]],
                 },
             )
 
