@@ -69,6 +69,9 @@ echo "stateful-guard: ordinal $ordinal, id $id -> $SERVER_ID_FILE"
 """
 
 
+INIT_USER = 65532  # "nonroot" in distroless images; any non-zero id writes the emptyDir
+
+
 def _env(name: str, value: str) -> dict[str, str]:
     return {"name": name, "value": value}
 
@@ -93,10 +96,16 @@ def init_container(preset: Preset, offset: int, image: str) -> dict[str, Any]:
         ],
         "volumeMounts": [{"name": VOLUME, "mountPath": INIT_DIR}],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        # Pod Security `restricted`, whatever the image's own user (busybox runs as root):
+        # annotated sets run in restricted namespaces too.
         "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": INIT_USER,
+            "runAsGroup": INIT_USER,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
 

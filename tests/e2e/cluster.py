@@ -98,9 +98,9 @@ class Cluster:
             if exc.status != 404:
                 raise
 
-    def namespace(self, *, mode: str | None) -> str:
+    def namespace(self, *, mode: str | None, labels: dict[str, str] | None = None) -> str:
         name = f"e2e-{uuid.uuid4().hex[:8]}"
-        labels = {MODE: mode} if mode else {}
+        labels = {**(labels or {}), **({MODE: mode} if mode else {})}
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         # Pods need the namespace's default ServiceAccount (made by its controller).
         wait_for(
@@ -200,7 +200,12 @@ class LocalWebhook:
     by the ClusterRole and Role in deploy/."""
 
     # The reconcile, its grace and the background audit, fast for tests.
-    TEST_BACKGROUND = ("--reconcile-interval=1", "--managed-service-grace=3", "--audit-interval=2")
+    TEST_BACKGROUND = (
+        "--reconcile-interval=1",
+        "--managed-service-delay=1",
+        "--managed-service-grace=3",
+        "--audit-interval=2",
+    )
 
     def __init__(
         self, cluster: Cluster, work: Path, *, background: tuple[str, ...] = TEST_BACKGROUND

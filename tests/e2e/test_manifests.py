@@ -4,7 +4,9 @@ and every install keeps the safety properties the README promises."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +132,50 @@ def test_deployment_runs_restricted() -> None:
     }
     assert deployment["spec"]["replicas"] >= 2
     assert keyed(render("namespaced"))[("PodDisruptionBudget", "stateful-guard")]
+
+
+def with_components(tmp_path: Path, *components: str) -> list[dict[str, Any]]:
+    """An overlay composed with components, as a user's own kustomization does it."""
+    top = tmp_path / "install"
+    top.mkdir()
+    deploy = ROOT / "deploy"
+    (top / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(deploy / "overlays" / "cluster-wide", top)],
+                "components": [os.path.relpath(deploy / "components" / c, top) for c in components],
+            }
+        )
+    )
+    out = subprocess.run(
+        [str(tool("kustomize")), "build", str(top)], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_client_ca_component_requires_api_server_certificates(tmp_path: Path) -> None:
+    objects = keyed(with_components(tmp_path, "client-ca"))
+    pod = objects[("Deployment", "stateful-guard")]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert "--client-ca=/etc/stateful-guard/client-ca/ca.crt" in container["args"]
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["client-ca"]
+    assert mount == "/etc/stateful-guard/client-ca"
+    volume = {v["name"]: v for v in pod["volumes"]}["client-ca"]
+    assert volume["configMap"]["name"] == "stateful-guard-client-ca"
+    # the probes need no certificate: they are on the plain-HTTP ops port
+    assert container["readinessProbe"]["httpGet"]["port"] == "ops"
+
+
+def test_network_policy_component_admits_no_pod_on_the_tls_port(tmp_path: Path) -> None:
+    objects = keyed(with_components(tmp_path, "network-policy"))
+    policy = objects[("NetworkPolicy", "stateful-guard")]
+    assert policy["metadata"]["namespace"] == NAMESPACE
+    deployment = objects[("Deployment", "stateful-guard")]
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == (deployment["spec"]["selector"]["matchLabels"])
+    )
+    [tls] = [rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 8443]
+    assert tls["from"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}}]

@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client import ApiException
 
-from tests.e2e.cluster import Cluster, Install, headless_service, message, statefulset, wait_for
+from tests.e2e.cluster import (
+    SERVICE_ACCOUNT,
+    Cluster,
+    Install,
+    headless_service,
+    message,
+    statefulset,
+    wait_for,
+)
 from tests.e2e.test_namespaced import refusal, warnings
 
 
@@ -26,26 +36,25 @@ def _claims(cluster: Cluster, ns: str) -> list[str]:
     )
 
 
-def test_missing_headless_service_created_then_owned_by_the_set(
+def test_missing_headless_service_made_by_the_leader_owned_by_the_set(
     cluster: Cluster, namespaced: Install
 ) -> None:
+    """Admission only marks the set; the leader makes the Service from the stored set, owned
+    by it from the start."""
     ns = cluster.namespace(mode="enforce")
     body = statefulset("mysql")
     body["spec"]["template"]["spec"]["containers"][0]["ports"] = [
         {"name": "mysql", "containerPort": 3306}
     ]
     created = cluster.apps.create_namespaced_stateful_set(ns, body)
+    assert created.metadata.annotations["stateful-guard.io/managed-service"] == "true"
     service = wait_for(lambda: _service(cluster, ns, "mysql"), what="the managed Service")
     assert service.spec.cluster_ip == "None"
     assert service.spec.selector == {"app": "mysql"}
     assert service.spec.publish_not_ready_addresses is True
     assert [(p.name, p.port) for p in service.spec.ports] == [("mysql", 3306)]
     assert service.metadata.labels == {"app.kubernetes.io/managed-by": "stateful-guard"}
-    owned = wait_for(
-        lambda: _service(cluster, ns, "mysql").metadata.owner_references,
-        what="the reconcile to adopt the Service",
-    )
-    assert [(o.kind, o.name, o.uid) for o in owned] == [
+    assert [(o.kind, o.name, o.uid) for o in service.metadata.owner_references] == [
         ("StatefulSet", "mysql", created.metadata.uid)
     ]
 
@@ -68,21 +77,53 @@ def test_existing_service_never_overwritten(cluster: Cluster, namespaced: Instal
         wait_for(lambda: _service(cluster, ns, "web").metadata.labels != {"owner": "me"}, timeout=3)
 
 
-def test_service_of_a_refused_set_is_removed(cluster: Cluster, namespaced: Install) -> None:
-    """Our mutation created the Service, then validation refused the set: the reconcile
-    deletes the Service once the grace period (3 s in the tests) has passed."""
+def test_a_refused_set_never_gets_a_service(cluster: Cluster, namespaced: Install) -> None:
+    """The mutation marked the set, then validation refused it: it was never stored, so the
+    leader, which reads stored sets, makes nothing (admission has no side effects)."""
     ns = cluster.namespace(mode="enforce")
     ghost = statefulset("ghost")
     ghost["metadata"]["annotations"] = {"stateful-guard.io/server-id": "no-such-preset"}
     with pytest.raises(ApiException) as refused:
         cluster.apps.create_namespaced_stateful_set(ns, ghost)
     assert "[server-id]" in message(refused.value)
-    wait_for(lambda: _service(cluster, ns, "ghost"), what="the Service the mutation made")
-    wait_for(
-        lambda: _service(cluster, ns, "ghost") is None,
-        timeout=30,
-        what="the reconcile to delete it",
+    with pytest.raises(TimeoutError):
+        wait_for(lambda: _service(cluster, ns, "ghost"), timeout=5)
+
+
+def test_our_identity_writes_only_our_services(cluster: Cluster, namespaced: Install) -> None:
+    """The ValidatingAdmissionPolicy in deploy/: as the webhook's ServiceAccount, a Service not
+    labelled ours (kube-dns's selector, in any namespace) is refused by the API server."""
+    ns = cluster.namespace(mode="enforce")
+    impostor = headless_service("dns", "dns")
+    impostor["spec"]["selector"] = {"k8s-app": "kube-dns"}
+    with pytest.raises(ApiException) as refused:
+        as_webhook = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        as_webhook.set_default_header("Impersonate-User", SERVICE_ACCOUNT)
+        k8s.CoreV1Api(as_webhook).create_namespaced_service(ns, impostor)
+    assert refused.value.status == 403
+    assert "stateful-guard writes only the Services labelled" in message(refused.value)
+
+
+def test_server_id_init_container_runs_restricted(cluster: Cluster, namespaced: Install) -> None:
+    """Pod Security admission (built into the API server) at `restricted` admits the pods the
+    controller makes from an annotated set: the init container passes it."""
+    ns = cluster.namespace(
+        mode="enforce", labels={"pod-security.kubernetes.io/enforce": "restricted"}
     )
+    body = statefulset("mysql", service_name="mysql")
+    body["metadata"]["annotations"] = {"stateful-guard.io/server-id": "mysql"}
+    body["spec"]["template"]["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 999,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    body["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    cluster.apps.create_namespaced_stateful_set(ns, body)
+    made = wait_for(lambda: cluster.core.read_namespaced_pod("mysql-0", ns), what="mysql-0")
+    assert made.spec.init_containers[0].security_context.run_as_non_root is True
 
 
 def test_server_id_init_container(cluster: Cluster, namespaced: Install) -> None:
