@@ -213,3 +213,12 @@ async def test_logs_carry_no_objects_or_secrets(aiohttp_client, caplog) -> None:
         assert secret not in line
         assert "x" * 100 not in line
         assert len(line) < 8000
+
+
+def test_attacks_leave_memory_bounded_and_answer_no_5xx() -> None:
+    """bench/attacks.py at a tenth of its size: slowloris, idle TLS connections, stalled gzip
+    bodies and 2,000-container sets. Memory stays under the Deployment's limit, no answer is
+    a 5xx, and the server answers afterwards (the full run sizes the limit: README)."""
+    from bench import attacks
+
+    assert attacks.main(["--scale", "0.1", "--limit-mib", "256", "--hold", "3"]) == 0

@@ -20,6 +20,7 @@ import logging
 import signal
 import ssl
 import time
+from asyncio import sslproto
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -260,9 +261,11 @@ def make_runner(app: web.Application, *, shutdown_timeout: float = 20.0) -> web.
 
 
 class GuardedSite(web.TCPSite):
-    """A TCP site that caps open connections and bounds the TLS handshake: past the cap a
-    new connection is closed at once (the API server retries on another), so many idle or
-    slow clients cannot take the memory the webhook needs."""
+    """A TCP site that caps open connections, TLS handshakes included: past the cap a new
+    connection is closed at once, before any handshake (the API server retries on another),
+    so many idle or slow clients cannot take the memory the webhook needs. TLS is layered
+    here, per connection, with a smaller read buffer than asyncio's (TLS records are at most
+    16 KiB; asyncio gives each connection 256 KiB, which is most of what an idle one costs)."""
 
     def __init__(
         self,
@@ -273,33 +276,85 @@ class GuardedSite(web.TCPSite):
         limits: Limits,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context)
+        super().__init__(runner, host, port)
         self._limits = limits
+        self._tls = ssl_context
+        self.open = 0
         self.refused = 0
+
+    def _closed(self) -> None:
+        self.open -= 1
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        cap = self._limits.max_connections
+        loop = asyncio.get_running_loop()
 
         def protocol() -> asyncio.BaseProtocol:
-            if len(server.connections) >= cap:
+            if self.open >= self._limits.max_connections:
                 self.refused += 1
                 return _Refuse()
-            return server()
+            self.open += 1
+            if self._tls is None:
+                return _Counted(server(), self._closed)
+            return _TLS(
+                loop,
+                server(),
+                self._tls,
+                None,
+                server_side=True,
+                ssl_handshake_timeout=self._limits.handshake_timeout,
+                closed=self._closed,
+            )
 
-        loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            protocol,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=self._limits.handshake_timeout if self._ssl_context else None,
-            backlog=self._backlog,
+            protocol, self._host, self._port, backlog=self._backlog
         )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+class _TLS(sslproto.SSLProtocol):
+    max_size = 32 * 1024  # asyncio's default read buffer is 256 KiB per connection
+
+    def __init__(self, *args: Any, closed: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_closed = closed
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._on_closed()
+
+
+class _Counted(asyncio.Protocol):
+    """A plain connection, counted until it closes."""
+
+    def __init__(self, handler: asyncio.Protocol, closed: Callable[[], None]) -> None:
+        self._handler, self._on_closed = handler, closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._handler.connection_lost(exc)
+        finally:
+            self._on_closed()
 
 
 class _Refuse(asyncio.Protocol):
