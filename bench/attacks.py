@@ -7,9 +7,9 @@ Starts `serve` as the benchmarks do and, one phase at a time, attacks it as issu
 700 slowloris connections sending a header line every second, 1,000 idle TLS connections,
 30 gzip bodies that stall, and four parallel 20,000-container StatefulSets with the server-id
 preset (0.7 MB each) to /mutate and /validate; connections are held `--hold` seconds.
-Samples the server's RSS every 0.1 s. Prints each phase's peak, and exits 0 when every peak is under `--limit-mib`, no answer was a 5xx
-and the server still answers afterwards; 1 otherwise. `--scale` shrinks the counts (the
-tests run it at 0.1).
+Samples the server's RSS every 0.1 s and prints each phase's peak. Exits 0 when every peak
+is under `--limit-mib`, no answer was a 5xx and the server still answers afterwards, else
+1. `--scale` shrinks the counts (the tests run it at 0.1).
 """
 
 from __future__ import annotations
