@@ -120,35 +120,48 @@ def as_user(cluster: Cluster, user: str) -> k8s.CoreV1Api:
 def test_break_glass_annotations_need_their_own_permission(
     cluster: Cluster, namespaced: Install
 ) -> None:
-    """A user with the built-in `edit` role cannot arm a pod for force deletion; bound to
-    stateful-guard-break-glass in the namespace, they can."""
+    """A user who may patch and delete pods (as the built-in `edit` role may) cannot arm a
+    pod for force deletion; bound to stateful-guard-break-glass in the namespace, they can."""
     ns = cluster.namespace(mode="enforce")
     pod = scheduled_set_pod(cluster, ns)
     rbac = k8s.RbacAuthorizationV1Api(cluster.api)
+    rbac.create_namespaced_role(
+        ns,
+        {
+            "metadata": {"name": "pod-editor"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch", "delete"]}
+            ],
+        },
+    )
 
-    def bind(role: str) -> None:
+    def bind(role: str, kind: str = "ClusterRole") -> None:
         rbac.create_namespaced_role_binding(
             ns,
             {
                 "metadata": {"name": role},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": role,
-                },
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
                 "subjects": [
                     {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}
                 ],
             },
         )
 
-    bind("edit")
+    bind("pod-editor", kind="Role")
     dana = as_user(cluster, "dana")
     arm = {"metadata": {"annotations": {"stateful-guard.io/allow-force-delete": "node lost"}}}
-    with pytest.raises(ApiException) as refused:
-        dana.patch_namespaced_pod(pod, ns, arm)
-    assert refused.value.status == 403
-    assert "needs the verb use on breakglass.stateful-guard.io" in message(refused.value)
+
+    def attempt() -> str:
+        """Dana's patch, once her pod-editor binding is in force (RBAC caches catch up)."""
+        try:
+            dana.patch_namespaced_pod(pod, ns, arm)
+        except ApiException as exc:
+            return f"{exc.status} {message(exc)}" if "breakglass" in message(exc) else ""
+        return "allowed"
+
+    refused = wait_for(attempt, timeout=15, what="the pod-editor binding")
+    assert refused.startswith("403 ")
+    assert "needs the verb use on breakglass.stateful-guard.io" in refused
 
     bind("stateful-guard-break-glass")
     wait_for(lambda: dana.patch_namespaced_pod(pod, ns, arm), what="the binding to apply")
