@@ -21,7 +21,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import Match, Mode, Policy, Result, Review
+from policies.base import Match, Policy, Result, Review
+from policies.modes import Mode
 from policies.objects import name_of, pod_template_labels, ref, replicas, selects, spec
 from policies.view import DISRUPTION_BUDGET
 

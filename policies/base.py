@@ -9,42 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from policies.edits import Edits
+from policies.modes import FailureMode, Mode
 
 if TYPE_CHECKING:
-    from policies.config import Config
     from policies.request import AdmissionRequest
     from policies.view import ClusterView
 
 
-class Mode(StrEnum):
-    """How strongly a policy acts; ordered from weakest to strictest."""
+class Settings(Protocol):
+    """What policies read of the configuration (`policies.config.Config` is one). A protocol,
+    so the vocabulary needs nothing of the config, which needs the registry of policies."""
 
-    OFF = "off"
-    AUDIT = "audit"
-    WARN = "warn"
-    ENFORCE = "enforce"
+    def is_break_glass(self, username: str, groups: list[str]) -> bool: ...
+
+    def retention_delete_for(self, namespace: str) -> str: ...
+
+    def storage_class_for(self, namespace: str) -> str | None: ...
 
     @property
-    def strictness(self) -> int:
-        return _STRICTNESS[self]
-
-    def capped_by(self, cap: Mode) -> Mode:
-        """This mode, lowered to `cap` when the cap is weaker (a namespace's label)."""
-        return self if self.strictness <= cap.strictness else cap
-
-
-_STRICTNESS = {Mode.OFF: 0, Mode.AUDIT: 1, Mode.WARN: 2, Mode.ENFORCE: 3}
-
-
-class FailureMode(StrEnum):
-    """What happens when a policy cannot decide (it raised, or the cluster view lacks data)."""
-
-    OPEN = "open"  # allow, and say so
-    CLOSED = "closed"  # refuse: for operations that lose data
+    def server_id_image(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +124,7 @@ class Review:
     request: AdmissionRequest
     object: dict[str, Any] | None
     view: ClusterView
-    config: Config
+    config: Settings
     _edits: Edits | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

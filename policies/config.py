@@ -7,14 +7,27 @@ never a half-loaded policy set.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from policies.base import FailureMode, Mode, Policy
+from policies.modes import FailureMode, Mode
 from policies.registry import POLICY_IDS
+
+
+class Defaults(Protocol):
+    """A policy as the config reads it (`policies.base.Policy` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def default_mode(self) -> Mode: ...
+
+    @property
+    def default_failure_mode(self) -> FailureMode: ...
 
 
 class ConfigError(ValueError):
@@ -97,11 +110,11 @@ class Config(_Section):
             )
             raise ConfigError(f"{source}: {problems}") from None
 
-    def policy_mode(self, policy: Policy) -> Mode:
+    def policy_mode(self, policy: Defaults) -> Mode:
         settings = self.policies.get(policy.id)
         return settings.mode if settings and settings.mode else policy.default_mode
 
-    def failure_mode(self, policy: Policy) -> FailureMode:
+    def failure_mode(self, policy: Defaults) -> FailureMode:
         settings = self.policies.get(policy.id)
         if settings and settings.failure_mode:
             return settings.failure_mode
@@ -116,6 +129,10 @@ class Config(_Section):
         if settings and settings.retention_delete:
             return settings.retention_delete
         return self.retention_delete
+
+    @property
+    def server_id_image(self) -> str:
+        return self.server_id.image
 
     def is_break_glass(self, username: str, groups: list[str]) -> bool:
         return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(groups)

@@ -35,7 +35,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import FailureMode, Match, Policy, Result, Review
+from policies.base import Match, Policy, Result, Review
+from policies.modes import FailureMode
 from policies.objects import (
     POD_NAME_LABEL,
     annotations_of,

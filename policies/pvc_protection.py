@@ -34,7 +34,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from policies.base import FailureMode, Match, Policy, Result, Review
+from policies.base import Match, Policy, Result, Review
+from policies.modes import FailureMode
 from policies.objects import (
     annotations_of,
     claim_names_of_pod,

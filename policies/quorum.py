@@ -29,7 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import FailureMode, Match, Policy, Result, Review
+from policies.base import Match, Policy, Result, Review
+from policies.modes import FailureMode
 from policies.objects import (
     annotations_of,
     ordinal_ranges,

@@ -155,7 +155,7 @@ def mutate(review: Review) -> Result:
     name, preset, offset = chosen
     edits = review.edits
     pod: FieldPath = ("spec", "template", "spec")
-    image = review.config.server_id.image
+    image = review.config.server_id_image
     _put(edits, (*pod, "initContainers"), init_container(preset, offset, image), first=True)
     _put(edits, (*pod, "volumes"), {"name": VOLUME, "emptyDir": {}})
     mounts = [{"name": VOLUME, "mountPath": APP_DIR}]

@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.base import Finding, Match, Mode, Policy, Result, Review
+from policies.base import Finding, Match, Policy, Result, Review
+from policies.modes import Mode
 from policies.objects import annotations_of, ref, replicas, spec
 from policies.quorum_profile import majority
 

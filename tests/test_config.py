@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.base import FailureMode, Mode
 from policies.config import Config, ConfigError
+from policies.modes import FailureMode, Mode
 from policies.registry import BY_ID
 
 FULL = """

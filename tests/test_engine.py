@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from policies.base import FailureMode, Match, Mode, Policy, Result, Review
+from policies.base import Match, Policy, Result, Review
 from policies.config import Config
+from policies.modes import FailureMode, Mode
 from tests.support import make_request, statefulset_pod
 from webhook.engine import (
     FINDINGS_LIMIT,

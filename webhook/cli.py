@@ -132,8 +132,8 @@ def _leader_jobs(
     args: argparse.Namespace, live: LiveView, engine: Engine, metrics: Metrics
 ) -> list[Job]:
     """Leader election, and what only the leader does: managed Services, PolicyReports."""
-    from policies.base import Mode
     from policies.headless_service import POLICY as HEADLESS_SERVICE
+    from policies.modes import Mode
     from webhook import policyreports
     from webhook.lease import LeaseElector
     from webhook.reconcile import guarded_namespaces, reconcile_once

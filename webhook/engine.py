@@ -14,17 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from policies.base import (
-    FailureMode,
-    Finding,
-    Mode,
-    Policy,
-    PolicyFunc,
-    Result,
-    Review,
-)
+from policies.base import Finding, Policy, PolicyFunc, Result, Review
 from policies.config import Config, NamespaceSettings
 from policies.edits import Op
+from policies.modes import FailureMode, Mode
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
 from policies.view import ClusterView
