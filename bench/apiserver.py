@@ -29,8 +29,8 @@ from policies.request import AdmissionRequest
 from tests.e2e.cluster import Cluster, Install, LocalWebhook, statefulset, wait_for
 from tests.e2e.controlplane import ControlPlane, build
 from tests.support import ROOT, request_dict
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.view import MemoryView
 
 VAP = {
     "apiVersion": "admissionregistration.k8s.io/v1",

@@ -16,12 +16,12 @@ from kubernetes import client as k8s
 from bench.bodies import big_statefulset, create_body, delete_body, managed_fields
 from tests.support import EXAMPLES, load_yaml
 from webhook import collector
-from webhook.admission import encode_answer, parse_review
-from webhook.audit import judge, manifest_subjects
+from webhook.audits.audit import judge, manifest_subjects
+from webhook.cluster.live import LiveView
+from webhook.cluster.manifests import parse
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.live import LiveView
-from webhook.manifests import parse
-from webhook.view import MemoryView
+from webhook.serving.admission import encode_answer, parse_review
 
 
 def percentile(values: list[float], q: float) -> float:

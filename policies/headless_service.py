@@ -3,7 +3,7 @@
 Rule: on StatefulSet CREATE an empty `spec.serviceName` is set to the set's name. When the
 named Service does not exist, the set is marked `stateful-guard.io/managed-service: "true"`,
 and once the API server has stored it, the Lease leader creates the Service from the stored
-set (`webhook/reconcile.py`): headless, selecting the set's `matchLabels`, with the pod
+set (`webhook/cluster/reconcile.py`): headless, selecting the set's `matchLabels`, with the pod
 template's named container ports, `publishNotReadyAddresses: true` (peers must find each
 other before they are ready), labelled `app.kubernetes.io/managed-by: stateful-guard` and
 owned by the set (the garbage collector removes it with the set). Admission itself has no

@@ -6,10 +6,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support import EXAMPLES, load_yaml
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.metrics import Metrics
-from webhook.server import ServerState, make_app, make_ops_app
-from webhook.view import MemoryView
+from webhook.serving.metrics import Metrics
+from webhook.serving.server import ServerState, make_app, make_ops_app
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 

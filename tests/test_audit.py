@@ -16,11 +16,11 @@ import yaml
 
 from policies.config import Config
 from tests.support import ROOT
-from webhook.audit import judge, manifest_subjects
+from webhook.audits.audit import judge, manifest_subjects
+from webhook.audits.outputs import render
+from webhook.cluster.manifests import load, parse
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.manifests import load, parse
-from webhook.outputs import render
-from webhook.view import MemoryView
 
 GALLERY = ROOT / "tests" / "gallery"
 EXPECTED = GALLERY / "expected.yaml"
@@ -254,7 +254,7 @@ def test_an_offline_audit_loads_neither_the_server_nor_the_cluster_client() -> N
         "from webhook.cli import main\n"
         "files = ['-f', 'tests/gallery', '--objects', 'tests/gallery/cluster.yaml']\n"
         "status = main(['audit', *files])\n"
-        "heavy = ('aiohttp', 'kubernetes', 'prometheus_client', 'webhook.server')\n"
+        "heavy = ('aiohttp', 'kubernetes', 'prometheus_client', 'webhook.serving.server')\n"
         "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
     run = subprocess.run(

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bench import apiserver, baseline
 from bench.bodies import create_body, delete_body
-from webhook.admission import parse_review
+from webhook.serving.admission import parse_review
 
 
 def test_bodies_are_the_sizes_the_issue_names() -> None:

@@ -40,9 +40,9 @@ from policies.config import Config
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
 from tests.support import EXAMPLES, load_yaml, request_dict
+from webhook.cluster.live import RESOURCES
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine, Outcome
-from webhook.live import RESOURCES
-from webhook.view import MemoryView
 
 TRIM = {r.kind: r.trim for r in RESOURCES}
 

@@ -12,10 +12,10 @@ import yaml
 
 from policies.config import Config
 from tests.support import ROOT
-from webhook.audit import Report, judge, manifest_subjects
+from webhook.audits.audit import Report, judge, manifest_subjects
+from webhook.cluster.manifests import load
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.manifests import load
-from webhook.view import MemoryView
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 EXPECTED = ROOT / "tests" / "corpus" / "findings.yaml"

@@ -10,6 +10,7 @@ from policies.base import Match, Policy, Result, Review
 from policies.config import Config
 from policies.modes import FailureMode, Mode
 from tests.support import make_request, statefulset_pod
+from webhook.cluster.memory import MemoryView
 from webhook.engine import (
     FINDINGS_LIMIT,
     MESSAGE_LIMIT,
@@ -18,7 +19,6 @@ from webhook.engine import (
     Engine,
     one_line,
 )
-from webhook.view import MemoryView
 
 FORCE = {"gracePeriodSeconds": 0}
 SETS = Match(group="apps", resource="statefulsets", operations=frozenset({"CREATE"}))

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from bench.bodies import create_body, delete_body
 from certs import files
 from tests.support import EXAMPLES, load_yaml
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.metrics import Metrics
-from webhook.server import MAX_BODY, ServerState, make_app
-from webhook.view import MemoryView
+from webhook.serving.metrics import Metrics
+from webhook.serving.server import MAX_BODY, ServerState, make_app
 
 LONG = os.environ.get("STATEFUL_GUARD_FUZZ") == "long"
 settings.register_profile(

@@ -18,10 +18,10 @@ import pytest
 from certs import files
 from certs.reload import ReloadingContext
 from tests.support import request_dict, review_body, statefulset_pod
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.metrics import Metrics
-from webhook.server import GuardedSite, Limits, ServerState, make_app, make_runner
-from webhook.view import MemoryView
+from webhook.serving.metrics import Metrics
+from webhook.serving.server import GuardedSite, Limits, ServerState, make_app, make_runner
 
 LIMITS = Limits(max_connections=8, header_timeout=0.5, body_timeout=0.5, keepalive_timeout=0.5)
 

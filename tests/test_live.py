@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 
 from policies.view import NAMESPACE
-from webhook.live import RESOURCES, LiveView
+from webhook.cluster.live import RESOURCES, LiveView
 
 NAMESPACES = next(r for r in RESOURCES if r.kind == NAMESPACE)
 
@@ -230,7 +230,7 @@ def test_forbidden_list_never_becomes_ready(api: FakeAPI, caplog: pytest.LogCapt
 
 
 def test_cache_metrics(api: FakeAPI) -> None:
-    from webhook.metrics import Metrics
+    from webhook.serving.metrics import Metrics
 
     api.items = [ns("a", 1), ns("b", 1)]
     api.watches = [["410"]]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import ROOT
-from webhook.manifests import ManifestLoader
+from webhook.cluster.manifests import ManifestLoader
 
 try:
     from yaml import CSafeLoader as Reference

@@ -8,8 +8,8 @@ from typing import Any
 
 from policies.headless_service import service_for
 from tests.support import example
-from webhook.reconcile import guarded_namespaces, reconcile_once
-from webhook.view import MemoryView
+from webhook.cluster.memory import MemoryView
+from webhook.cluster.reconcile import guarded_namespaces, reconcile_once
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

@@ -22,10 +22,10 @@ from certs import files
 from certs.reload import ReloadingContext
 from tests.support import ROOT, request_dict, review_body, statefulset_pod
 from tests.test_cli import free_port
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.metrics import Metrics
-from webhook.server import ServerState, make_app
-from webhook.view import MemoryView
+from webhook.serving.metrics import Metrics
+from webhook.serving.server import ServerState, make_app
 
 
 def handshake(port: int, context: ssl.SSLContext) -> int:

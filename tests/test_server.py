@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support import example, request_dict, review_body, statefulset_pod
-from webhook.admission import parse_review
-from webhook.server import MAX_BODY
+from webhook.serving.admission import parse_review
+from webhook.serving.server import MAX_BODY
 
 JSON = {"Content-Type": "application/json"}
 
@@ -241,7 +241,7 @@ async def test_probes_and_metrics(client: TestClient, ops: TestClient) -> None:
 
 
 async def test_readyz_waits_for_the_view(client: TestClient, ops: TestClient) -> None:
-    from webhook.server import STATE
+    from webhook.serving.server import STATE
 
     client.app[STATE].ready = lambda: False
     for port in (client, ops):
@@ -252,10 +252,10 @@ async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> 
     """In audit mode a would-be refusal (here a force delete and a scale below quorum, which no
     report CRD can show) is allowed and recorded: annotation, log line, metric."""
     from policies.config import Config
+    from webhook.cluster.memory import MemoryView
     from webhook.engine import Engine
-    from webhook.metrics import Metrics
-    from webhook.server import ServerState, make_app, make_ops_app
-    from webhook.view import MemoryView
+    from webhook.serving.metrics import Metrics
+    from webhook.serving.server import ServerState, make_app, make_ops_app
 
     zk = {
         "apiVersion": "apps/v1",

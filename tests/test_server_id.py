@@ -12,8 +12,8 @@ import jsonpatch
 import pytest
 
 from tests.support import example, make_request
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.view import MemoryView
 
 
 def mutated_set(

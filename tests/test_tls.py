@@ -18,10 +18,10 @@ from cryptography import x509
 
 from certs import files
 from certs.reload import ReloadingContext
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.metrics import Metrics
-from webhook.server import ServerState, make_app
-from webhook.view import MemoryView
+from webhook.serving.metrics import Metrics
+from webhook.serving.server import ServerState, make_app
 
 
 @dataclass

@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 
 from policies.headless_service import service_for
 from tests.support import example
-from webhook.writer import ClusterWriter
+from webhook.cluster.writer import ClusterWriter
 
 
 class RecordingCore:

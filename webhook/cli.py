@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING
 
 from policies.config import Config, ConfigError
 from webhook import collector, logs
-from webhook.audit import cluster_subjects, judge, manifest_subjects
+from webhook.audits.audit import cluster_subjects, judge, manifest_subjects
+from webhook.audits.outputs import FORMATS, render
+from webhook.cluster.manifests import ManifestError, load
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.manifests import ManifestError, load
-from webhook.outputs import FORMATS, render
-from webhook.view import MemoryView
 
 if TYPE_CHECKING:
     from policies.view import ClusterView
-    from webhook.live import LiveView
-    from webhook.metrics import Metrics
-    from webhook.server import Job
+    from webhook.cluster.live import LiveView
+    from webhook.serving.metrics import Metrics
+    from webhook.serving.server import Job
 
 log = logging.getLogger("stateful_guard.cli")
 
@@ -59,9 +59,9 @@ def load_config(path: Path | None) -> Config:
 def _serve(args: argparse.Namespace) -> int:
     from certs import files as cert_files
     from certs.reload import ReloadingContext
-    from webhook.live import LiveView, api_client
-    from webhook.metrics import Metrics
-    from webhook.server import Limits, ServerState, make_app, serve
+    from webhook.cluster.live import LiveView, api_client
+    from webhook.serving.metrics import Metrics
+    from webhook.serving.server import Limits, ServerState, make_app, serve
 
     config = load_config(args.config)
     certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
@@ -134,10 +134,10 @@ def _leader_jobs(
     """Leader election, and what only the leader does: managed Services, PolicyReports."""
     from policies.headless_service import POLICY as HEADLESS_SERVICE
     from policies.modes import Mode
-    from webhook import policyreports
-    from webhook.lease import LeaseElector
-    from webhook.reconcile import guarded_namespaces, reconcile_once
-    from webhook.writer import ClusterWriter
+    from webhook.audits import policyreports
+    from webhook.cluster.lease import LeaseElector
+    from webhook.cluster.reconcile import guarded_namespaces, reconcile_once
+    from webhook.cluster.writer import ClusterWriter
 
     writer = ClusterWriter(live.client)
     elector = LeaseElector(live.client, namespace=args.namespace, identity=_identity())
@@ -188,8 +188,8 @@ def _audit(args: argparse.Namespace) -> int:
     with collector.paused():  # what is read lives until the report is written
         extra = [m.object for m in load(args.objects)] if args.objects else []
         if args.cluster:
-            from webhook import policyreports
-            from webhook.live import api_client, cluster_objects
+            from webhook.audits import policyreports
+            from webhook.cluster.live import api_client, cluster_objects
 
             client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
             objects = cluster_objects(client)

@@ -6,7 +6,7 @@ import time
 import uuid
 
 from tests.e2e.cluster import NAMESPACE, Cluster, Install
-from webhook.lease import LeaseElector
+from webhook.cluster.lease import LeaseElector
 
 
 def test_one_leader_and_take_over_after_expiry(cluster: Cluster, namespaced: Install) -> None:

@@ -29,9 +29,9 @@ import orjson
 from aiohttp import web
 
 from webhook import collector, logs
-from webhook.admission import ReviewError, encode_answer, parse_review
 from webhook.engine import Engine, Outcome
-from webhook.metrics import Metrics
+from webhook.serving.admission import ReviewError, encode_answer, parse_review
+from webhook.serving.metrics import Metrics
 
 log = logging.getLogger("stateful_guard.server")
 

@@ -15,10 +15,10 @@ from typing import Any
 from kubernetes import client as k8s
 
 from policies.config import Config
-from webhook.audit import Report, cluster_subjects, judge
+from webhook.audits.audit import Report, cluster_subjects, judge
+from webhook.cluster.live import cluster_objects
+from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
-from webhook.live import cluster_objects
-from webhook.view import MemoryView
 
 NAME = "stateful-guard"
 GROUP, VERSION, PLURAL = "wgpolicyk8s.io", "v1alpha2", "policyreports"

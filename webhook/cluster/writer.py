@@ -1,5 +1,5 @@
 """The only writes stateful-guard makes to the cluster: managed headless Services, by the
-Lease leader (`webhook/reconcile.py`).
+Lease leader (`webhook/cluster/reconcile.py`).
 
 Created in their set's namespace only, owned by the set (so the garbage collector removes
 them with it), and never over an existing Service (a create, not an apply: an existing one

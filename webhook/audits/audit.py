@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from policies.edits import Op
 from policies.request import AdmissionRequest
+from webhook.cluster.manifests import Manifest
 from webhook.engine import Engine, Verdict
-from webhook.manifests import Manifest
 
 # The kinds the policies judge at creation: (group, version, resource).
 AUDITED = {

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from policies.registry import BY_ID
-from webhook.audit import MANIFEST, MANIFEST_RATIONALE, Finding, Judged, Report
+from webhook.audits.audit import MANIFEST, MANIFEST_RATIONALE, Finding, Judged, Report
 
 FORMATS = ("table", "json", "sarif", "junit")
 SARIF_LEVEL = {

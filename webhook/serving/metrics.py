@@ -16,8 +16,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from webhook.cluster.live import LiveView
 from webhook.engine import Outcome
-from webhook.live import LiveView
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BOUNDS = [str(b) for b in LATENCY_BUCKETS] + ["+Inf"]  # the `le` labels

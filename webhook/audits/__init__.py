@@ -1,0 +1,1 @@
+"""Dry-run audits: the same policies over manifests or a live cluster, and their reports."""
