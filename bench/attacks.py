@@ -25,8 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.http import free_port, running, serve_command
-from bench.soak import rss_kib
+from bench.http import free_port, rss_kib, running, serve_command
 from certs import files
 from tests.support import request_dict, review_body
 

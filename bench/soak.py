@@ -1,7 +1,7 @@
 """A bounded soak: load our server for `--minutes` (default 10) on 127.0.0.1 and show that its
 memory and file descriptors stop growing after warm-up.
 
-    .venv/bin/python -m bench.soak [--minutes 10] [--concurrency 8]
+    .venv/bin/python -m bench.soak [--minutes 10] [--concurrency 8] [--attack]
 
 Samples the server's RSS (/proc/<pid>/status) and open descriptors (/proc/<pid>/fd) every 10 s,
 between bursts of load when every client connection is closed (a descriptor still open then
@@ -9,6 +9,9 @@ is a leak);
 after the first minute of warm-up, RSS may grow by less than 5 % and descriptors not at all.
 Exit 0 when both hold, 1 otherwise. Bodies alternate between the StatefulSet CREATE and the
 pod DELETE; connections are kept alive and, every few seconds, dropped and opened anew.
+With `--attack`, each burst also carries the attacks of `bench/attacks.py` at a tenth of
+their size (slowloris and idle connections held through the burst, stalled gzip bodies, a
+2,000-container set): the load must still be answered, and memory still stop growing.
 """
 
 from __future__ import annotations
@@ -24,24 +27,31 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import attacks
 from bench.bodies import create_body, delete_body
-from bench.http import LOAD_CORE, free_port, pin, running, serve_command
+from bench.http import LOAD_CORE, free_port, pin, rss_kib, running, serve_command
 from certs import files
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def drive(port: int, ca: Path, *, seconds: float, concurrency: int) -> int:
+async def attack(port: int, context: ssl.SSLContext, seconds: float) -> None:
+    """bench/attacks.py's phases at a tenth of their size, all at once, for `seconds`."""
+    await asyncio.gather(
+        attacks.slowloris(70, seconds)(port, context),
+        attacks.idle(50, seconds)(port, context),
+        attacks.stalled_gzip(3)(port, context),
+        attacks.huge_objects(2000, parallel=1)(port, context),
+    )
+
+
+async def drive(
+    port: int, ca: Path, *, seconds: float, concurrency: int, attacked: bool = False
+) -> int:
     context = ssl.create_default_context(cafile=str(ca))
+    attacking = asyncio.ensure_future(attack(port, context, seconds)) if attacked else None
     bodies = [("/mutate", create_body()), ("/validate", delete_body())]
     sent = 0
     deadline = time.monotonic() + seconds
@@ -66,6 +76,8 @@ async def drive(port: int, ca: Path, *, seconds: float, concurrency: int) -> int
                 return count
 
             sent += sum(await asyncio.gather(*(worker(n, until) for n in range(concurrency))))
+    if attacking is not None:
+        await attacking
     return sent
 
 
@@ -73,6 +85,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--attack", action="store_true", help="attack while loading")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sg-soak-"))
     certs = files.issue(work, service="stateful-guard", namespace="soak")
@@ -91,6 +104,7 @@ def main() -> int:
                     certs.ca_cert,
                     seconds=min(10, end - time.monotonic()),
                     concurrency=args.concurrency,
+                    attacked=args.attack,
                 )
             )
             time.sleep(1)  # let the server see the clients' connections close

@@ -21,7 +21,14 @@ from tests.support import request_dict, review_body, statefulset_pod
 from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
 from webhook.serving.metrics import Metrics
-from webhook.serving.server import GuardedSite, Limits, ServerState, make_app, make_runner
+from webhook.serving.server import (
+    GuardedSite,
+    Limits,
+    ServerState,
+    make_app,
+    make_ops_app,
+    make_runner,
+)
 
 LIMITS = Limits(max_connections=8, header_timeout=0.5, body_timeout=0.5, keepalive_timeout=0.5)
 
@@ -188,3 +195,50 @@ async def test_a_client_that_goes_away_mid_body_logs_no_traceback(
         await asyncio.sleep(0.3)
     tracebacks = [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]
     assert tracebacks == []
+
+
+async def test_the_plain_ops_port_serves_probes_and_metrics_within_the_cap() -> None:
+    """The ops port is plain HTTP through the same capped site (no TLS layer)."""
+    state = ServerState(engine=Engine(MemoryView()), metrics=Metrics(), limits=LIMITS)
+    runner = make_runner(make_ops_app(state))
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, limits=LIMITS)
+    await site.start()
+
+    def get(path: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", site.port), timeout=5) as raw:
+            raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            chunks = []
+            while chunk := raw.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def flood() -> int:
+        held = [
+            socket.create_connection(("127.0.0.1", site.port))
+            for _ in range(LIMITS.max_connections)
+        ]
+        try:
+            time.sleep(0.1)
+            extra = socket.create_connection(("127.0.0.1", site.port), timeout=2)
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                return len(extra.recv(100))
+            except OSError:
+                return 0
+            finally:
+                extra.close()
+        finally:
+            for conn in held:
+                conn.close()
+
+    try:
+        assert (await asyncio.to_thread(get, "/healthz")).startswith(b"HTTP/1.1 200")
+        metrics = await asyncio.to_thread(get, "/metrics")
+        assert metrics.startswith(b"HTTP/1.1 200") and b"stateful_guard_" in metrics
+        assert await asyncio.to_thread(flood) == 0
+        assert site.refused == 1
+        await asyncio.sleep(0.2)
+        assert (await asyncio.to_thread(get, "/readyz")).startswith(b"HTTP/1.1 200")
+    finally:
+        await runner.cleanup()

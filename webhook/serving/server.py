@@ -276,7 +276,7 @@ class GuardedSite(web.TCPSite):
         limits: Limits,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self._limits = limits
         self._tls = ssl_context
         self.open = 0
