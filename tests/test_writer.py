@@ -69,3 +69,49 @@ def test_only_managed_services_are_deleted() -> None:
     mine = {"metadata": {"name": "mine", "namespace": "db", "uid": "u2", "labels": {}}}
     with pytest.raises(ValueError, match="unmanaged"):
         writer(core).delete(mine)
+
+
+class RecordingAdmission:
+    """A ValidatingWebhookConfiguration as the client returns it, and the patches sent."""
+
+    def __init__(self, policies: dict[str, str], annotation: str) -> None:
+        self.config = k8s.V1ValidatingWebhookConfiguration(
+            metadata=k8s.V1ObjectMeta(
+                name="stateful-guard",
+                annotations={"stateful-guard.io/fail-closed-once-reached": annotation},
+            ),
+            webhooks=[
+                k8s.V1ValidatingWebhook(
+                    name=name,
+                    failure_policy=policy,
+                    admission_review_versions=["v1"],
+                    side_effects="None",
+                    client_config=k8s.AdmissionregistrationV1WebhookClientConfig(url="https://x"),
+                )
+                for name, policy in policies.items()
+            ],
+        )
+        self.patches: list[Any] = []
+
+    def read_validating_webhook_configuration(self, name: str) -> Any:
+        return self.config
+
+    def patch_validating_webhook_configuration(self, name: str, body: Any) -> None:
+        self.patches.append(body)
+
+
+def test_fail_closed_turns_only_the_named_webhooks_and_tests_each_name() -> None:
+    admission = RecordingAdmission(
+        {"pods.x": "Ignore", "workloads.x": "Ignore", "data.x": "Fail"}, "pods.x,data.x"
+    )
+    created = ClusterWriter(k8s.ApiClient())
+    created.admission = admission  # type: ignore[assignment]
+    assert created.fail_closed() == ["failurePolicy of pods.x set to Fail"]
+    assert admission.patches == [
+        [
+            {"op": "test", "path": "/webhooks/0/name", "value": "pods.x"},
+            {"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Fail"},
+        ]
+    ]
+    admission.config.webhooks[0].failure_policy = "Fail"
+    assert created.fail_closed() == [] and len(admission.patches) == 1, "nothing left to do"

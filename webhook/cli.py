@@ -131,11 +131,12 @@ def _serve(args: argparse.Namespace) -> int:
 def _leader_jobs(
     args: argparse.Namespace, live: LiveView, engine: Engine, metrics: Metrics
 ) -> list[Job]:
-    """Leader election, and what only the leader does: managed Services, PolicyReports."""
+    """Leader election, and what only the leader does: managed Services, PolicyReports; and,
+    on every replica, the data webhooks made fail-closed once the API server reaches us."""
     from policies.headless_service import POLICY as HEADLESS_SERVICE
     from policies.modes import Mode
     from webhook.audits import policyreports
-    from webhook.cluster.lease import LeaseElector
+    from webhook.cluster.lease import LeaseElector, periodically
     from webhook.cluster.reconcile import guarded_namespaces, reconcile_once
     from webhook.cluster.writer import ClusterWriter
 
@@ -164,6 +165,15 @@ def _leader_jobs(
         elector.run,
         lambda: elector.while_leading(
             args.reconcile_interval, reconcile, what="reconcile managed Services"
+        ),
+        # Shipped `Ignore`, the data webhooks turn `Fail` only once this replica's view is
+        # ready and the API server has called it: an install that never serves locks out
+        # nothing, and a running one fails closed (README "Install in a cluster").
+        lambda: periodically(
+            args.reconcile_interval,
+            writer.fail_closed,
+            what="fail closed once reached",
+            when=lambda: live.ready() and metrics.answered() > 0,
         ),
     ]
     if args.audit_interval > 0:

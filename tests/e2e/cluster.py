@@ -388,8 +388,25 @@ class Install:
         self.webhook.start(config["data"]["config.yaml"])
         for obj in self.webhook_configurations():
             self.cluster.apply(obj)
-        self._wait_until_called()
+        self.wait_until_called()
+        self.wait_fail_closed()
         return self
+
+    def failure_policies(self) -> dict[str, str]:
+        config = k8s.AdmissionregistrationV1Api(
+            self.cluster.api
+        ).read_validating_webhook_configuration("stateful-guard")
+        return {hook.name: hook.failure_policy for hook in config.webhooks}
+
+    def wait_fail_closed(self) -> None:
+        """Shipped `Ignore`, the data webhooks turn `Fail` once the webhook has been called
+        (it patches them itself): what every test after the install sees."""
+        data = ("pods.stateful-guard.io", "data.stateful-guard.io", "evictions.stateful-guard.io")
+        wait_for(
+            lambda: all(self.failure_policies()[name] == "Fail" for name in data),
+            timeout=30,
+            what="the webhook to make its data webhooks fail closed",
+        )
 
     def webhook_configurations(self) -> Iterator[dict[str, Any]]:
         for obj in self.objects:
@@ -401,7 +418,7 @@ class Install:
                     )
                 yield obj
 
-    def _wait_until_called(self) -> None:
+    def wait_until_called(self) -> None:
         """The API server picks up webhook configurations asynchronously: probe with a dry-run
         create that only our mutation changes (an empty serviceName)."""
         probe_ns = self.cluster.namespace(mode="enforce")

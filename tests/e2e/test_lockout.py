@@ -1,9 +1,11 @@
 """With the webhook stopped: no lock-out, and each webhook's documented failurePolicy holds.
 
 deploy/base/webhooks.yaml: the mutating webhook and workloads.* are Ignore (objects are
-created unmutated and unchecked), pods.* and data.* are Fail (StatefulSet pods cannot be
-force-deleted, nor claims deleted, while we cannot judge). kube-system and our own namespace
-are never sent to us; unlabelled namespaces are not, in the opt-in install."""
+created unmutated and unchecked), pods.*, data.* and evictions.* are Fail once the API
+server has reached the webhook (StatefulSet pods cannot be force-deleted, nor claims deleted,
+while we cannot judge), and Ignore until then (an install that never serves locks nothing).
+kube-system and our own namespace are never sent to us; unlabelled namespaces are not, in
+the opt-in install."""
 
 from __future__ import annotations
 
@@ -75,3 +77,22 @@ def test_failure_policies_hold_in_guarded_namespaces(
         },
     )
     force_delete(cluster, ns, "tools")
+
+
+def test_an_install_never_reached_locks_out_nothing(
+    cluster: Cluster, stopped: Install, default_class: str
+) -> None:
+    """The webhook configurations applied as shipped while no replica serves (a missing
+    image, a wrong caBundle): every stateful write proceeds. Once a replica is reached, the
+    data webhooks fail closed again."""
+    ns = cluster.namespace(mode="enforce")
+    pod = _set_with_pod(cluster, ns, "early")
+    for obj in stopped.webhook_configurations():
+        cluster.apply(obj)  # a fresh install or a re-apply: `Ignore` as shipped
+    assert stopped.failure_policies()["data.stateful-guard.io"] == "Ignore"
+    cluster.core.delete_namespaced_persistent_volume_claim(f"data-{pod}", ns, dry_run="All")
+    cluster.apps.patch_namespaced_stateful_set_scale("early", ns, {"spec": {"replicas": 0}})
+    stopped.webhook.resume()
+    stopped.wait_until_called()
+    stopped.wait_fail_closed()
+    stopped.webhook.stop()  # the fixture resumes it

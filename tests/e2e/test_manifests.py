@@ -101,16 +101,29 @@ def test_rules_route_every_request_a_policy_judges(scope: str) -> None:
 
 
 def test_failure_policies_match_what_each_webhook_guards() -> None:
-    policy = {hook["name"]: hook["failurePolicy"] for hook in webhooks(render("namespaced"))}
-    assert policy == {
-        "mutate.stateful-guard.io": "Ignore",
-        "pods.stateful-guard.io": "Fail",
-        "data.stateful-guard.io": "Fail",
-        "workloads.stateful-guard.io": "Ignore",
-        "evictions.stateful-guard.io": "Fail",
-    }
+    """Every webhook ships `Ignore` (an install that never serves locks nothing out); the
+    data guards are named to turn `Fail` once the API server reaches the webhook."""
+    objects = render("namespaced")
+    policy = {hook["name"]: hook["failurePolicy"] for hook in webhooks(objects)}
+    assert set(policy.values()) == {"Ignore"}
+    assert sorted(policy) == sorted(
+        [
+            "mutate.stateful-guard.io",
+            "pods.stateful-guard.io",
+            "data.stateful-guard.io",
+            "workloads.stateful-guard.io",
+            "evictions.stateful-guard.io",
+        ]
+    )
+    validating = keyed(objects)[("ValidatingWebhookConfiguration", "stateful-guard")]
+    named = validating["metadata"]["annotations"]["stateful-guard.io/fail-closed-once-reached"]
+    assert sorted(named.split(",")) == [
+        "data.stateful-guard.io",
+        "evictions.stateful-guard.io",
+        "pods.stateful-guard.io",
+    ]
     text = (ROOT / "deploy" / "base" / "webhooks.yaml").read_text()
-    assert text.count("# Fail") == 3 and text.count("# Ignore:") == 2, "a reason beside each"
+    assert text.count("# Fail once reached") == 3 and text.count("# Ignore:") == 2, "reasons"
 
 
 def test_the_shipped_config_loads() -> None:

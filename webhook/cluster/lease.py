@@ -103,14 +103,26 @@ class LeaseElector:
     ) -> None:
         """Every `interval` seconds, on the leader only, run `work` (blocking, so in a thread)
         and log what it did; a failure is logged and the next round tries again."""
-        while True:
-            await asyncio.sleep(interval)
-            if not self.leading:
-                continue
-            try:
-                done = await asyncio.to_thread(work)
-            except Exception as exc:  # retried next round
-                log.warning("%s failed: %s", what, exc)
-                continue
-            for line in done:
-                log.info(line, extra={"job": what})
+        await periodically(interval, work, what=what, when=lambda: self.leading)
+
+
+async def periodically(
+    interval: float,
+    work: Callable[[], list[str]],
+    *,
+    what: str,
+    when: Callable[[], bool] = lambda: True,
+) -> None:
+    """Every `interval` seconds, while `when()` holds, run `work` (blocking, so in a thread)
+    and log what it did; a failure is logged and the next round tries again."""
+    while True:
+        await asyncio.sleep(interval)
+        if not when():
+            continue
+        try:
+            done = await asyncio.to_thread(work)
+        except Exception as exc:  # retried next round
+            log.warning("%s failed: %s", what, exc)
+            continue
+        for line in done:
+            log.info(line, extra={"job": what})

@@ -24,6 +24,9 @@ log = logging.getLogger("stateful_guard.writer")
 
 WEBHOOK_CONFIGURATION = "stateful-guard"  # as deploy/ and the chart name it
 MUTATING_WEBHOOK = "mutate.stateful-guard.io"
+# On our ValidatingWebhookConfiguration: the webhooks shipped `Ignore` that become `Fail` once
+# the API server has reached us (so an install whose pods never serve locks nothing out).
+FAIL_CLOSED_ANNOTATION = "stateful-guard.io/fail-closed-once-reached"
 
 
 def _reference(stateful_set: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,6 +63,26 @@ class ClusterWriter:
                 return "exists"
             raise
         return "created"
+
+    def fail_closed(self) -> list[str]:
+        """Turn the webhooks our ValidatingWebhookConfiguration names in its annotation from
+        `Ignore` to `Fail`; returns what it changed. Each change tests the webhook's name at
+        its index first, so a configuration edited meanwhile is left alone."""
+        config = self.admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
+        notes = (config.metadata.annotations or {}) if config.metadata else {}
+        wanted = {n.strip() for n in str(notes.get(FAIL_CLOSED_ANNOTATION, "")).split(",")}
+        patch: list[dict[str, Any]] = []
+        changed = []
+        for index, hook in enumerate(config.webhooks or []):
+            if hook.name in wanted and hook.failure_policy != "Fail":
+                patch.append({"op": "test", "path": f"/webhooks/{index}/name", "value": hook.name})
+                patch.append(
+                    {"op": "replace", "path": f"/webhooks/{index}/failurePolicy", "value": "Fail"}
+                )
+                changed.append(f"failurePolicy of {hook.name} set to Fail")
+        if patch:
+            self.admission.patch_validating_webhook_configuration(WEBHOOK_CONFIGURATION, patch)
+        return changed
 
     def mutating_namespace_selector(self) -> dict[str, Any] | None:
         """The namespaceSelector of our mutating webhook (which namespaces we guard), or None

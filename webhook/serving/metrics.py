@@ -47,6 +47,10 @@ class Metrics:
     def record(self, endpoint: str, code: int, seconds: float, outcome: Outcome | None) -> None:
         self.admissions.record(endpoint, code, seconds, outcome)
 
+    def answered(self) -> int:
+        """AdmissionReviews answered so far (HTTP 200): proof that a caller reaches us."""
+        return sum(n for (_, code), n in self.admissions.requests.items() if code == "200")
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
