@@ -19,7 +19,7 @@ from tests.support import ROOT
 SCOPES = ["namespaced", "cluster-wide"]
 
 
-def helm(scope: str) -> list[dict[str, Any]]:
+def helm(scope: str, *extra: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [
             str(tool("helm")),
@@ -30,6 +30,7 @@ def helm(scope: str) -> list[dict[str, Any]]:
             NAMESPACE,
             "--set",
             f"scope={scope}",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -44,7 +45,11 @@ def keyed(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]
 
 @pytest.mark.parametrize("scope", SCOPES)
 def test_helm_chart_renders_the_kustomize_objects(scope: str) -> None:
+    """The same objects, but the Namespace: Helm stores its release in the namespace, so
+    `helm install --create-namespace` makes it, and a chart that templated it too could not
+    be installed."""
     kustomized, charted = keyed(render(scope)), keyed(helm(scope))
+    assert kustomized.pop(("Namespace", NAMESPACE))
     assert sorted(charted) == sorted(kustomized)
     for key, obj in kustomized.items():
         assert json.dumps(charted[key], sort_keys=True) == json.dumps(obj, sort_keys=True), key
@@ -192,3 +197,40 @@ def test_network_policy_component_admits_no_pod_on_the_tls_port(tmp_path: Path) 
     )
     [tls] = [rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 8443]
     assert tls["from"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}}]
+
+
+def test_the_image_is_set_by_kustomize_images_and_by_helm_values(tmp_path: Path) -> None:
+    top = tmp_path / "mine"
+    top.mkdir()
+    (top / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(ROOT / "deploy" / "overlays" / "namespaced", top)],
+                "images": [
+                    {
+                        "name": "stateful-guard",
+                        "newName": "registry.example.com/sg",
+                        "newTag": "1.2",
+                    }
+                ],
+            }
+        )
+    )
+    out = subprocess.run(
+        [str(tool("kustomize")), "build", str(top)], capture_output=True, text=True, check=True
+    ).stdout
+    kustomized = keyed([d for d in yaml.safe_load_all(out) if d])
+    charted = keyed(
+        helm(
+            "namespaced",
+            "--set",
+            "image.repository=registry.example.com/sg",
+            "--set",
+            "image.tag=1.2",
+        )
+    )
+    for objects in (kustomized, charted):
+        [container] = objects[("Deployment", "stateful-guard")]["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert container["image"] == "registry.example.com/sg:1.2"
