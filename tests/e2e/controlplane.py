@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -176,6 +177,31 @@ def tool(name: str) -> Path:
         env = {**os.environ, "GOBIN": str(TOOLS_BIN), "CGO_ENABLED": "0"}
         subprocess.run(["go", "install", TOOLS[name]], env=env, check=True)
     return path
+
+
+# cert-manager's CRDs, to validate deploy/components/cert-manager against the API server
+# (cert-manager itself cannot run without a node). Its module carries them as Helm-templated
+# sources: the templating is only in comments, labels and annotations, which are dropped.
+CERT_MANAGER = "github.com/cert-manager/cert-manager@v1.16.2"
+
+
+def cert_manager_crds() -> list[dict[str, Any]]:
+    """cert-manager's CustomResourceDefinitions, from its Go module (downloaded once)."""
+    found = subprocess.run(
+        ["go", "mod", "download", "-json", CERT_MANAGER],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
+    crds = Path(json.loads(found.stdout)["Dir"]) / "deploy" / "crds"
+    documents = []
+    for path in sorted(crds.glob("crd-*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                doc["metadata"] = {"name": doc["metadata"]["name"]}
+                documents.append(doc)
+    return documents
 
 
 def free_port() -> int:
@@ -457,6 +483,7 @@ def main(argv: list[str]) -> int:
         build(force="--force" in argv)
         for name in TOOLS:
             tool(name)
+        say(f"cert-manager CRDs: {len(cert_manager_crds())}")
         say(f"binaries in {BIN} and {TOOLS_BIN}")
         return 0
     if command == "run":
