@@ -69,6 +69,10 @@ def _exempt(review: Review, pod: Mapping[str, Any]) -> bool:
 
 
 def _set_of(review: Review, pod: Mapping[str, Any]) -> str | None:
+    """By its own marks first; only a pod with neither is matched by name against the sets."""
+    found = stateful_set_of_pod(pod)
+    if found is not None:
+        return found
     return stateful_set_of_pod(pod, review.view.list(STATEFUL_SET, review.namespace))
 
 
