@@ -20,10 +20,16 @@ from tests.e2e.test_manifests import keyed, with_components
 def cert_manager(cluster: Cluster) -> None:
     for crd in cert_manager_crds():
         cluster.apply({"apiVersion": "apiextensions.k8s.io/v1", "kind": crd["kind"], **crd})
-    wait_for(
-        lambda: cluster.dynamic.resources.get(api_version="cert-manager.io/v1", kind="Certificate"),
-        what="the Certificate kind to be served",
-    )
+
+    def served() -> bool:
+        """The kinds are served (the dynamic client's discovery cache predates them)."""
+        cluster.dynamic.resources.invalidate_cache()
+        for kind in ("Issuer", "Certificate"):
+            resource = cluster.dynamic.resources.get(api_version="cert-manager.io/v1", kind=kind)
+            resource.get(namespace="default")  # a list: the CRD is established
+        return True
+
+    wait_for(served, what="cert-manager's kinds to be served")
     try:
         cluster.core.create_namespace({"metadata": {"name": NAMESPACE}})
     except k8s.ApiException as exc:
