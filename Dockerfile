@@ -1,14 +1,20 @@
 # stateful-guard: a small, non-root image. Build: docker build -t stateful-guard:dev .
-FROM python:3.11-slim AS build
+# BASE: any image with Python 3.11+ and its venv module (the e2e suite passes a Debian
+# bookworm base it makes with debootstrap, as no registry is reachable there).
+ARG BASE=python:3.11-slim
+FROM ${BASE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY webhook webhook
 COPY policies policies
 COPY certs certs
-RUN pip install --no-cache-dir --prefix=/install .
+# A virtual environment: the same layout on every base (Debian's own pip would put a
+# --prefix install under local/, and refuses to install beside the system's packages).
+RUN python3 -m venv /opt/stateful-guard && /opt/stateful-guard/bin/pip install --no-cache-dir .
 
-FROM python:3.11-slim
-COPY --from=build /install /usr/local
+FROM ${BASE}
+COPY --from=build /opt/stateful-guard /opt/stateful-guard
+ENV PATH=/opt/stateful-guard/bin:$PATH
 # 65532: the conventional "nonroot" user; the Deployment runs with a read-only root filesystem.
 USER 65532:65532
 ENTRYPOINT ["stateful-guard"]
