@@ -98,15 +98,20 @@ def pod_template_labels(stateful_set: Mapping[str, Any] | None) -> Mapping[str, 
     return labels(template if isinstance(template, dict) else None)
 
 
-def claim_names_of_pod(pod: Mapping[str, Any] | None) -> list[str]:
-    """The claims a pod mounts through `persistentVolumeClaim` volumes."""
-    volumes = spec(pod).get("volumes")
-    names: list[str] = []
+def claim_volumes(pod_spec: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(volume name, claim name) of a pod spec's `persistentVolumeClaim` volumes."""
+    volumes = (pod_spec or {}).get("volumes")
+    found: list[tuple[str, str]] = []
     for volume in volumes if isinstance(volumes, list) else []:
         source = volume.get("persistentVolumeClaim") if isinstance(volume, dict) else None
         if isinstance(source, dict) and isinstance(source.get("claimName"), str):
-            names.append(source["claimName"])
-    return names
+            found.append((str(volume.get("name", "")), source["claimName"]))
+    return found
+
+
+def claim_names_of_pod(pod: Mapping[str, Any] | None) -> list[str]:
+    """The claims a pod mounts through `persistentVolumeClaim` volumes."""
+    return [claim for _, claim in claim_volumes(spec(pod))]
 
 
 def replicas(stateful_set: Mapping[str, Any] | None) -> int:

@@ -20,8 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import claim_templates, is_kubernetes_controller, name_of, ref, spec
-from policies.scale import is_scale
+from policies.objects import (
+    claim_templates,
+    claim_volumes,
+    is_kubernetes_controller,
+    name_of,
+    ref,
+    spec,
+)
+from policies.scale import workload_of
 from policies.view import CLAIM, DEPLOYMENT, REPLICA_SET, STATEFUL_SET
 
 SINGLE_WRITER = frozenset({"ReadWriteOnce", "ReadWriteOncePod"})
@@ -34,16 +41,9 @@ def _claims(workload: Mapping[str, Any] | None) -> list[str]:
     claim template of the same name replaces (the StatefulSet controller swaps each such
     volume for the pod's own claim, as with the Bitnami charts' `data` emptyDir fallback)."""
     template = spec(workload).get("template")
-    volumes = spec(template if isinstance(template, dict) else None).get("volumes")
     own = {name_of(t) for t in claim_templates(workload)}
-    names = []
-    for volume in volumes if isinstance(volumes, list) else []:
-        source = volume.get("persistentVolumeClaim") if isinstance(volume, dict) else None
-        if volume.get("name") in own if isinstance(volume, dict) else False:
-            continue
-        if isinstance(source, dict) and isinstance(source.get("claimName"), str):
-            names.append(source["claimName"])
-    return names
+    pod = spec(template if isinstance(template, dict) else None)
+    return [claim for volume, claim in claim_volumes(pod) if volume not in own]
 
 
 def validate(review: Review) -> Result:
@@ -57,17 +57,11 @@ def validate(review: Review) -> Result:
         return Result.allow()
     kind = KINDS.get(request.resource.resource, request.kind.kind)
     owner = ref(kind, request.namespace, request.object_name)
-    workload: Mapping[str, Any] | None = review.object
-    if is_scale(review):
-        # `kubectl scale deploy/rs/sts` and the HPA: a count, no pod template. The workload
-        # whose template says what each replica mounts comes from the view.
-        if not review.view.has(kind):
-            return Result.cannot_decide(
-                f"{owner}: scale request, and the cluster view has no {kind}s to read its "
-                "volumes from",
-                short=f"{owner}: not in the view, shared claims unchecked",
-            )
-        workload = review.view.get(kind, request.namespace, request.object_name)
+    # `kubectl scale deploy/rs/sts` and the HPA send a count, no pod template: what each
+    # replica mounts comes from the workload in the view.
+    workload = workload_of(review, kind, otherwise=review.object, to_read="its volumes")
+    if isinstance(workload, Result):
+        return workload
     unknown: list[Result] = []
     for name in dict.fromkeys(_claims(workload)):
         claim = review.view.get(CLAIM, request.namespace, name)

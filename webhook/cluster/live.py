@@ -23,6 +23,7 @@ import orjson
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from policies.objects import claim_volumes
 from policies.view import (
     CLAIM,
     DEPLOYMENT,
@@ -59,14 +60,11 @@ def _metadata(obj: Obj, *extra: str) -> Obj:
 
 
 def _claim_volumes(pod_spec: Mapping[str, Any] | None) -> list[Obj]:
-    """A pod spec's `persistentVolumeClaim` volumes, name and claim only."""
+    """A pod spec's `persistentVolumeClaim` volumes, name and claim only (as policies read
+    them: `policies.objects.claim_volumes`)."""
     return [
-        {
-            "name": v.get("name"),
-            "persistentVolumeClaim": _pick(v["persistentVolumeClaim"], "claimName"),
-        }
-        for v in (pod_spec or {}).get("volumes") or []
-        if isinstance(v.get("persistentVolumeClaim"), dict)
+        {"name": volume, "persistentVolumeClaim": {"claimName": claim}}
+        for volume, claim in claim_volumes(pod_spec)
     ]
 
 
