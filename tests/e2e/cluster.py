@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -32,6 +34,19 @@ NAMESPACE = "stateful-guard"  # where deploy/ installs us
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:stateful-guard"
 MODE = "stateful-guard.io/mode"
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+# CI sets it: there every e2e prerequisite exists, so a missing one is a failure, not a skip.
+STRICT = os.environ.get("STATEFUL_GUARD_E2E_STRICT") == "1"
+
+
+def require(lacking: list[str], what: str) -> None:
+    """Skip (fail where STRICT) when this host lacks what `what` needs."""
+    if lacking:
+        reason = f"{what} needs {', '.join(lacking)} (.ci/run installs them)"
+        if STRICT:
+            pytest.fail(f"{reason}; STATEFUL_GUARD_E2E_STRICT is set", pytrace=False)
+        pytest.skip(reason)
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.e2e.cluster import Cluster, InClusterWebhook, Install, LocalWebhook, Webhook
+from tests.e2e import node
+from tests.e2e.cluster import (
+    Cluster,
+    InClusterWebhook,
+    Install,
+    LocalWebhook,
+    Webhook,
+    require,
+)
 from tests.e2e.controlplane import (
     BIN,
     BINARIES,
@@ -21,6 +29,7 @@ from tests.e2e.controlplane import (
     build,
     tool,
 )
+from tests.e2e.node import NodeCluster
 
 EXTERNAL = os.environ.get("STATEFUL_GUARD_E2E_KUBECONFIG")
 _ABOUT: list[str] = []
@@ -44,8 +53,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
     try:
         build()
-        tool("kustomize")
-        tool("helm")
+        for name in TOOLS:
+            tool(name)
     except NoToolchain as missing:
         for item in items:
             if "tests/e2e/" in item.nodeid:
@@ -73,6 +82,25 @@ def cluster() -> Iterator[Cluster]:
         raise
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[NodeCluster]:
+    """A second control plane with a real node (tests/e2e/node.py), started once."""
+    if EXTERNAL:
+        pytest.skip("the node tests stop and start their own kubelet; a kubeconfig's is not ours")
+    require(node.missing(), "a node")
+    running = NodeCluster().start()
+    _ABOUT.append(
+        f"e2e: a real node ({node.NAME}: kubelet, containerd, runc) at {running.plane.server}"
+    )
+    try:
+        yield running
+    except BaseException:
+        print(running.logs())
+        raise
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,22 @@ ETCD = "v3.6.16"
 # v0.<minor>.<patch>; the list is read from k8s.io/kubernetes's own go.mod.
 CACHE = Path(os.environ.get("STATEFUL_GUARD_CACHE", Path.home() / ".cache" / "stateful-guard"))
 BIN = CACHE / "controlplane" / f"kubernetes-{KUBERNETES}-etcd-{ETCD}" / "bin"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+# The control plane, and the node's kubelet, kube-scheduler and kube-proxy (tests/e2e/node.py).
+COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "kubelet",
+    "kube-scheduler",
+    "kube-proxy",
+)
+BINARIES = ("etcd", *COMMANDS)
 # Tools that render deploy/ exactly as users would (kustomize v5.8.3 wants Go 1.27).
 TOOLS = {
     "kustomize": "sigs.k8s.io/kustomize/kustomize/v5@v5.8.1",
     "helm": "helm.sh/helm/v3/cmd/helm@v3.22.0",
+    # The node's CRI client: removes every pod sandbox (and its network) when the node stops.
+    "crictl": "sigs.k8s.io/cri-tools/cmd/crictl@v1.34.0",
 }
 TOOLS_BIN = CACHE / "tools" / "-".join(p.rsplit("@", 1)[1] for p in TOOLS.values()) / "bin"
 
@@ -123,7 +134,7 @@ def build(*, force: bool = False) -> Path:
     _need_go()
     started = time.monotonic()
     say(
-        f"building kube-apiserver, kube-controller-manager and kubectl {KUBERNETES}, and etcd "
+        f"building {', '.join(COMMANDS)} {KUBERNETES}, and etcd "
         f"{ETCD} from their Go modules into {BIN}; the first build takes several minutes"
     )
     work = BIN.parent / "src"
@@ -149,9 +160,7 @@ def build(*, force: bool = False) -> Path:
             ldflags,
             "-o",
             str(BIN) + "/",
-            "k8s.io/kubernetes/cmd/kube-apiserver",
-            "k8s.io/kubernetes/cmd/kube-controller-manager",
-            "k8s.io/kubernetes/cmd/kubectl",
+            *(f"k8s.io/kubernetes/cmd/{command}" for command in COMMANDS),
         ],
         kube,
     )
@@ -255,6 +264,9 @@ class ControlPlane:
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     ca: KeyPair = field(default_factory=lambda: make_ca("stateful-guard-e2e-ca"))
     server: str = ""
+    # With a node (tests/e2e/node.py): the host address pods reach the API server at (it then
+    # listens on every address and advertises this one as the `kubernetes` Service's endpoint).
+    node_ip: str | None = None
 
     def user(self, name: str, *, groups: tuple[str, ...] = ()) -> Path:
         """A kubeconfig for a client-certificate user (CN = user, O = groups)."""
@@ -273,10 +285,10 @@ class ControlPlane:
         """The CA that signed every client certificate, the API server's included."""
         return self.work / "ca.crt"
 
-    def _start(self, name: str, args: list[str]) -> None:
+    def _start(self, name: str, args: list[str], *, executable: str | None = None) -> None:
         log = (self.work / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            [str(self.bin / name), *args],
+            [executable or str(self.bin / name), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -308,11 +320,12 @@ class ControlPlane:
         serving = make_serving_cert(
             self.ca,
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ips=["127.0.0.1", "10.0.0.1"],
+            ips=["127.0.0.1", "10.0.0.1", *([self.node_ip] if self.node_ip else [])],
             days=2,
         )
         files = {
             "ca.crt": self.ca.cert_pem,
+            "ca.key": self.ca.key_pem,
             "apiserver.crt": serving.cert_pem,
             "apiserver.key": serving.key_pem,
         }
@@ -391,14 +404,14 @@ class ControlPlane:
             [
                 f"--admission-control-config-file={w / 'admission.yaml'}",
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",
+                f"--advertise-address={self.node_ip or '127.0.0.1'}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={w / 'apiserver-certs'}",
                 f"--tls-cert-file={w / 'apiserver.crt'}",
                 f"--tls-private-key-file={w / 'apiserver.key'}",
                 f"--client-ca-file={w / 'ca.crt'}",
-                "--authorization-mode=RBAC",
+                *(self._node_apiserver_flags() if self.node_ip else ["--authorization-mode=RBAC"]),
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={w / 'sa.pub'}",
@@ -439,9 +452,15 @@ class ControlPlane:
                 "--secure-port=0",
                 "--use-service-account-credentials=true",
                 f"--root-ca-file={w / 'ca.crt'}",
-                "--controllers=statefulset-controller,serviceaccount-controller,"
-                "garbage-collector-controller,persistentvolumeclaim-protection-controller,"
-                "namespace-controller,deployment-controller,replicaset-controller",
+                *(
+                    self._node_manager_flags()
+                    if self.node_ip
+                    else [
+                        "--controllers=statefulset-controller,serviceaccount-controller,"
+                        "garbage-collector-controller,persistentvolumeclaim-protection-controller,"
+                        "namespace-controller,deployment-controller,replicaset-controller"
+                    ]
+                ),
                 "--concurrent-gc-syncs=5",
                 "--v=1",
             ],
@@ -449,6 +468,42 @@ class ControlPlane:
         time.sleep(0.5)
         self._wait("kube-controller-manager", lambda: True)
         return self
+
+    def _node_apiserver_flags(self) -> list[str]:
+        """What a node needs of the API server: the Node authorizer and NodeRestriction, a
+        client certificate for the kubelets' APIs (logs, exec), and webhook Services reached
+        at their endpoints' pod addresses (there is no kube-proxy on the API server's side)."""
+        w = self.work
+        client = make_client_cert(
+            self.ca, user="kube-apiserver-kubelet-client", groups=["system:masters"]
+        )
+        (w / "kubelet-client.crt").write_bytes(client.cert_pem)
+        (w / "kubelet-client.key").write_bytes(client.key_pem)
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={w / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={w / 'kubelet-client.key'}",
+            f"--kubelet-certificate-authority={w / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            "--enable-aggregator-routing=true",
+        ]
+
+    def _node_manager_flags(self) -> list[str]:
+        """Every controller (node lifecycle, endpoints, volumes), the hostPath provisioner
+        for claims, and a node declared unreachable 20 s after its last heartbeat."""
+        w = self.work
+        return [
+            "--controllers=*",
+            "--enable-hostpath-provisioner=true",
+            "--pv-recycler-pod-template-filepath-hostpath=",
+            f"--cluster-signing-cert-file={w / 'ca.crt'}",
+            f"--cluster-signing-key-file={w / 'ca.key'}",
+            f"--service-account-private-key-file={w / 'sa.key'}",
+            "--allocate-node-cidrs=false",
+            "--node-monitor-period=2s",
+            "--node-monitor-grace-period=20s",
+        ]
 
     def _ssl_admin(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())

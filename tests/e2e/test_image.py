@@ -16,17 +16,13 @@ import pytest
 
 from certs import files
 from tests.e2e import images
-from tests.e2e.cluster import wait_for
+from tests.e2e.cluster import require, wait_for
 from tests.e2e.controlplane import free_port
-
-if os.geteuid() != 0:  # buildah and debootstrap need root; CI runs as root and installs them
-    pytest.skip("building images needs root", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    missing = images.missing_tools()
-    assert not missing, f"install {' '.join(missing)} (apt-get, as .ci/run does)"
+    require(images.missing_tools() + ([] if os.geteuid() == 0 else ["root"]), "building images")
     return images.webhook_image()
 
 
