@@ -68,6 +68,11 @@ def _exempt(review: Review, pod: Mapping[str, Any]) -> bool:
     return bool(str(annotations_of(pod).get(ALLOW_ANNOTATION, "")).strip())
 
 
+# Kubernetes' non-graceful node shutdown procedure (GA in 1.28): the operator's statement
+# that the node runs nothing, after which the pod garbage collector force-deletes its pods.
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
+
+
 def _set_of(review: Review, pod: Mapping[str, Any]) -> str | None:
     """By its own marks first; only a pod with neither is matched by name against the sets."""
     found = stateful_set_of_pod(pod)
@@ -94,9 +99,12 @@ def _removal(review: Review, pod: Mapping[str, Any], grace: object, *, eviction:
         how = "force deletion (grace period 0)"
         fix = "Delete without --force"
         short_fix = "delete without --force"
+    node = str(spec(pod).get("nodeName") or "NODE")
     return Result.deny(
         f"pod {namespace}/{pod_name} belongs to StatefulSet {set_name}; {how} can start a "
-        f"second {pod_name} while the first {still}. {fix}, or annotate the pod "
+        f"second {pod_name} while the first {still}. {fix}. If node {node} is down, confirm "
+        f"it is powered off, then `kubectl taint nodes {node} {OUT_OF_SERVICE}` (Kubernetes "
+        "then deletes its pods safely); to force-delete this one pod anyway, annotate it "
         f"{ALLOW_ANNOTATION}=<reason>.",
         short=f"pod {namespace}/{pod_name} of StatefulSet {set_name} with grace period 0; "
         f"{short_fix}",

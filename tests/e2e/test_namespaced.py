@@ -124,6 +124,7 @@ def test_force_delete_of_a_scheduled_statefulset_pod_refused(
 ) -> None:
     ns = cluster.namespace(mode="enforce")
     pod = scheduled_set_pod(cluster, ns)
+    node = cluster.core.read_namespaced_pod(pod, ns).spec.node_name
     with pytest.raises(ApiException) as refused:
         cluster.core.delete_namespaced_pod(pod, ns, grace_period_seconds=0)
     assert refused.value.status == 403
@@ -131,7 +132,10 @@ def test_force_delete_of_a_scheduled_statefulset_pod_refused(
         'admission webhook "pods.stateful-guard.io" denied the request: [force-delete] '
         f"pod {ns}/{pod} belongs to StatefulSet web; force deletion (grace period 0) can "
         f"start a second {pod} while the first still writes to data-{pod}. Delete without "
-        "--force, or annotate the pod stateful-guard.io/allow-force-delete=<reason>."
+        f"--force. If node {node} is down, confirm it is powered off, then `kubectl taint "
+        f"nodes {node} node.kubernetes.io/out-of-service=nodeshutdown:NoExecute` (Kubernetes "
+        "then deletes its pods safely); to force-delete this one pod anyway, annotate it "
+        "stateful-guard.io/allow-force-delete=<reason>."
     ) in message(refused.value)
     assert cluster.core.read_namespaced_pod(pod, ns).metadata.deletion_timestamp is None
 
