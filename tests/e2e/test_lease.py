@@ -28,3 +28,19 @@ def test_one_leader_and_take_over_after_expiry(cluster: Cluster, namespaced: Ins
     )
     assert lease.spec.holderIdentity == "replica-b"
     assert lease.spec.leaseTransitions == 1
+
+
+def test_a_released_lease_is_taken_at_once(cluster: Cluster, namespaced: Install) -> None:
+    """A leader that stops (a rolling upgrade) hands over without waiting for expiry."""
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    first, second = (
+        LeaseElector(cluster.api, namespace=NAMESPACE, identity=who, name=name, duration=30)
+        for who in ("replica-a", "replica-b")
+    )
+    assert first.try_acquire_or_renew() is True
+    assert second.try_acquire_or_renew() is False
+    second.release()  # not the holder: changes nothing
+    assert second.try_acquire_or_renew() is False
+    first.release()
+    assert second.try_acquire_or_renew() is True, "released: taken at once"
+    assert first.try_acquire_or_renew() is False
