@@ -19,3 +19,9 @@ namespaceSelector:
   {{- fail "scope must be namespaced or cluster-wide" }}
   {{- end }}
 {{- end -}}
+
+{{/* The webhooks' caBundle: the CA given with --set-file tls.ca=DIR/ca.crt, else none
+(cert-manager's cainjector fills it). */}}
+{{- define "stateful-guard.caBundle" -}}
+{{- with .Values.tls.ca }}caBundle: {{ b64enc . }}{{ end }}
+{{- end -}}
