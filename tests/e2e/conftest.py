@@ -84,23 +84,49 @@ def cluster() -> Iterator[Cluster]:
         plane.stop()
 
 
+class Nodes:
+    """The one node cluster a machine can hold (its ports and host paths are fixed): started
+    when a module first needs it, kept for the next, stopped for a test that starts its own
+    (`python -m tests.e2e.controlplane run --node`) and at the end of the session."""
+
+    def __init__(self) -> None:
+        self.running: NodeCluster | None = None
+
+    def get(self) -> NodeCluster:
+        if EXTERNAL:
+            pytest.skip(
+                "the node tests stop and start their own kubelet; a kubeconfig's is not ours"
+            )
+        require(node.missing(), "a node")
+        if self.running is None:
+            self.running = NodeCluster().start()
+            _ABOUT.append(
+                f"e2e: a real node ({node.NAME}: kubelet, containerd, runc) at "
+                f"{self.running.plane.server}"
+            )
+        return self.running
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
 @pytest.fixture(scope="session")
-def node_cluster() -> Iterator[NodeCluster]:
-    """A second control plane with a real node (tests/e2e/node.py), started once."""
-    if EXTERNAL:
-        pytest.skip("the node tests stop and start their own kubelet; a kubeconfig's is not ours")
-    require(node.missing(), "a node")
-    running = NodeCluster().start()
-    _ABOUT.append(
-        f"e2e: a real node ({node.NAME}: kubelet, containerd, runc) at {running.plane.server}"
-    )
+def nodes() -> Iterator[Nodes]:
+    found = Nodes()
+    yield found
+    found.stop()
+
+
+@pytest.fixture(scope="module")
+def node_cluster(nodes: Nodes) -> Iterator[NodeCluster]:
+    running = nodes.get()
     try:
         yield running
     except BaseException:
         print(running.logs())
         raise
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ client-certificate users come from our own `certs/` code.
 
     python -m tests.e2e.controlplane build     # what .ci/run does before the tests
     python -m tests.e2e.controlplane run       # a control plane to poke at; Ctrl-C stops it
+    python -m tests.e2e.controlplane run --node [--install]
+        # ... with a real node (tests/e2e/node.py; root), and stateful-guard installed
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -532,6 +535,50 @@ class ControlPlane:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def _run(*, node: bool, install: bool) -> int:
+    """Start, print KUBECONFIG=<path> on a line of its own once usable, keep it up until
+    interrupted (Ctrl-C or SIGTERM), then stop all of it."""
+    if install and not node:
+        print("run: --install needs --node (the webhook runs in pods)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM too
+    if node:
+        from tests.e2e import images
+        from tests.e2e.node import NodeCluster
+
+        cluster = NodeCluster().start()
+        stop, kubeconfig_path = cluster.stop, cluster.kubeconfig
+    else:
+        plane = ControlPlane(build()).start()
+        stop, kubeconfig_path = plane.stop, plane.admin
+    try:
+        if install:
+            certs = cluster.plane.work / "install-certs"
+            say(f"installing stateful-guard cluster-wide ({images.WEBHOOK}) with deploy/install.sh")
+            cluster.run(
+                "deploy/install.sh",
+                "--image",
+                images.WEBHOOK,
+                "--certs",
+                str(certs),
+                "cluster-wide",
+            )
+            say(
+                f"installed; images loaded (IfNotPresent): {images.WEBHOOK}, {images.BUSYBOX}; "
+                "default StorageClass hostpath"
+            )
+        print(f"KUBECONFIG={kubeconfig_path}", flush=True)
+        say("up; Ctrl-C stops everything")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("stopping")
+        stop()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "build"
     if command == "build":
@@ -542,14 +589,7 @@ def main(argv: list[str]) -> int:
         say(f"binaries in {BIN} and {TOOLS_BIN}")
         return 0
     if command == "run":
-        plane = ControlPlane(build()).start()
-        say(f"kube-apiserver {plane.version()} at {plane.server}; KUBECONFIG={plane.admin}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            plane.stop()
-        return 0
+        return _run(node="--node" in argv, install="--install" in argv)
     print(__doc__, file=sys.stderr)
     return 2
 

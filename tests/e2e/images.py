@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,7 +53,14 @@ def buildah_command(*args: str) -> list[str]:
 
 
 def buildah(*args: str, capture: bool = False) -> str:
-    done = subprocess.run(buildah_command(*args), check=True, capture_output=capture, text=True)
+    """buildah's own output goes to stderr: stdout is for what the caller prints."""
+    done = subprocess.run(
+        buildah_command(*args),
+        check=True,
+        stdout=subprocess.PIPE if capture else sys.stderr,
+        stderr=None,
+        text=True,
+    )
     return done.stdout.strip() if capture else ""
 
 

@@ -407,11 +407,20 @@ class Node:
         self._stop("kubelet")
         if self.socket.exists():
             # Every sandbox through CRI, so the CNI plugin releases its veth and addresses.
-            subprocess.run(
-                [str(tool("crictl")), "--runtime-endpoint", f"unix://{self.socket}", "rmp", "-fa"],
+            removed = subprocess.run(
+                [
+                    str(tool("crictl")),
+                    f"--runtime-endpoint=unix://{self.socket}",
+                    "--timeout=60s",  # a sandbox stops as its containers do, not in 2 s
+                    "rmp",
+                    "-fa",
+                ],
                 capture_output=True,
-                timeout=120,
+                text=True,
+                timeout=300,
             )
+            if removed.returncode != 0:
+                say(f"crictl rmp -fa: {removed.stderr.strip()}")
         self._stop("kube-scheduler")
         self._stop("containerd")
         prefix = str(self.work) + "/"
