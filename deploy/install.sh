@@ -28,16 +28,14 @@ stateful_guard=${STATEFUL_GUARD:-stateful-guard}
 here=$(cd "$(dirname "$0")" && pwd)
 case "$target" in
   namespaced|cluster-wide) source=$here/overlays/$target ;;
-  *) source=$(cd "$target" && pwd) ;;
+  *)
+    if [ ! -f "$target/kustomization.yaml" ]; then
+      echo "install.sh: $target is neither namespaced, cluster-wide nor a directory with a kustomization.yaml" >&2
+      exit 2
+    fi
+    source=$(cd "$target" && pwd) ;;
 esac
 namespace=stateful-guard
-
-"$stateful_guard" certs --out "$certs" --service stateful-guard --namespace "$namespace"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# kustomize takes only relative paths to other kustomizations.
-echo "resources: [$(realpath --relative-to="$work" "$source")]" > "$work/kustomization.yaml"
 if [ -n "$image" ]; then
   name=${image%%@*} tag=""
   [[ $image == *@* ]] || { name=${image%:*} tag=${image##*:}; }
@@ -45,12 +43,19 @@ if [ -n "$image" ]; then
     echo "install.sh: --image $image needs a tag (NAME:TAG) or a digest (NAME@sha256:...)" >&2
     exit 2
   fi
-  if [[ $image == *@* ]]; then
-    echo "images: [{name: stateful-guard, newName: \"$name\", digest: \"${image#*@}\"}]"
-  else
-    echo "images: [{name: stateful-guard, newName: \"$name\", newTag: \"$tag\"}]"
-  fi >> "$work/kustomization.yaml"
 fi
+
+"$stateful_guard" certs --out "$certs" --service stateful-guard --namespace "$namespace"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# kustomize takes only relative paths to other kustomizations.
+echo "resources: [$(realpath --relative-to="$work" "$source")]" > "$work/kustomization.yaml"
+if [[ $image == *@* ]]; then
+  echo "images: [{name: stateful-guard, newName: \"$name\", digest: \"${image#*@}\"}]"
+elif [ -n "$image" ]; then
+  echo "images: [{name: stateful-guard, newName: \"$name\", newTag: \"$tag\"}]"
+fi >> "$work/kustomization.yaml"
 "$kubectl" apply -k "$work"
 
 "$kubectl" -n "$namespace" create secret generic stateful-guard-tls --type=kubernetes.io/tls \

@@ -3,6 +3,7 @@ and every install keeps the safety properties the README promises."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -53,6 +54,28 @@ def test_helm_chart_renders_the_kustomize_objects(scope: str) -> None:
     assert sorted(charted) == sorted(kustomized)
     for key, obj in kustomized.items():
         assert json.dumps(charted[key], sort_keys=True) == json.dumps(obj, sort_keys=True), key
+
+
+def test_helm_tls_values_make_the_secret_and_every_ca_bundle(tmp_path: Path) -> None:
+    """`--set-file tls.crt/tls.key/tls.ca`: the Secret the Deployment mounts, and the CA in
+    every webhook's caBundle; one of them alone is refused, saying which go together."""
+    pem = {}
+    for name in ("crt", "key", "ca"):
+        pem[name] = f"-----BEGIN {name}-----\n{name}\n-----END {name}-----\n"
+        (tmp_path / name).write_text(pem[name])
+    files = [f"--set-file=tls.{name}={tmp_path / name}" for name in pem]
+    objects = keyed(helm("namespaced", *files))
+    secret = objects[("Secret", "stateful-guard-tls")]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["namespace"] == NAMESPACE
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == {"tls.crt": pem["crt"], "tls.key": pem["key"], "ca.crt": pem["ca"]}
+    hooks = webhooks(list(objects.values()))
+    assert len(hooks) == 5
+    assert {base64.b64decode(h["clientConfig"]["caBundle"]).decode() for h in hooks} == {pem["ca"]}
+    with pytest.raises(subprocess.CalledProcessError) as partial:
+        helm("namespaced", files[0])
+    assert "tls.crt, tls.key and tls.ca go together" in partial.value.stderr
 
 
 def webhooks(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
