@@ -54,6 +54,9 @@ class Finding:
 
     message: str
     short: str
+    # A refusal that passes once the cluster changes (a member ready again): answered with
+    # HTTP 429, so `kubectl drain` and autoscalers wait and retry, as they do for a PDB.
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,8 @@ class Result:
         return _ALLOW
 
     @staticmethod
-    def deny(message: str, *, short: str) -> Result:
-        return Result(denials=(Finding(message, short),))
+    def deny(message: str, *, short: str, retry: bool = False) -> Result:
+        return Result(denials=(Finding(message, short, retry),))
 
     @staticmethod
     def warn(message: str, *, short: str | None = None) -> Result:

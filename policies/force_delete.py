@@ -49,7 +49,7 @@ from policies.objects import (
     spec,
     stateful_set_of_pod,
 )
-from policies.view import POD, STATEFUL_SET
+from policies.view import NODE, POD, STATEFUL_SET
 
 ALLOW_ANNOTATION = "stateful-guard.io/allow-force-delete"
 
@@ -65,12 +65,34 @@ def _exempt(review: Review, pod: Mapping[str, Any]) -> bool:
         return True
     if review.config.is_break_glass(user.username, user.groups):
         return True
+    if _fenced(review, node):
+        return True
     return bool(str(annotations_of(pod).get(ALLOW_ANNOTATION, "")).strip())
+
+
+def _fenced(review: Review, node: object) -> bool:
+    """The pod's node is known to run nothing: its Node object is gone (`kubectl delete
+    node`), or it carries the out-of-service taint, an operator's statement that it is
+    powered off (Kubernetes' non-graceful node shutdown). Then no second copy can run, and
+    the force delete is the way to start the replacement."""
+    if not node or not review.view.has(NODE):
+        return False
+    found = review.view.get(NODE, "", str(node))
+    if found is None:
+        return True
+    taints = spec(found).get("taints")
+    return any(
+        isinstance(t, dict)
+        and t.get("key") == OUT_OF_SERVICE_KEY
+        and t.get("effect") in ("NoExecute", "NoSchedule")
+        for t in taints or []
+    )
 
 
 # Kubernetes' non-graceful node shutdown procedure (GA in 1.28): the operator's statement
 # that the node runs nothing, after which the pod garbage collector force-deletes its pods.
-OUT_OF_SERVICE = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
+OUT_OF_SERVICE_KEY = "node.kubernetes.io/out-of-service"
+OUT_OF_SERVICE = f"{OUT_OF_SERVICE_KEY}=nodeshutdown:NoExecute"
 
 
 def _set_of(review: Review, pod: Mapping[str, Any]) -> str | None:

@@ -172,6 +172,18 @@ def is_running(pod: Mapping[str, Any] | None) -> bool:
     return bool(spec(pod).get("nodeName")) and not finished
 
 
+def is_ready(pod: Mapping[str, Any] | None) -> bool:
+    """Running, not terminating, and its Ready condition True: a member that serves."""
+    if not is_running(pod) or metadata(pod).get("deletionTimestamp"):
+        return False
+    status = (pod or {}).get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions or []
+    )
+
+
 def ordinal_ranges(
     old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, stored: Mapping[str, Any] | None
 ) -> tuple[range, range]:

@@ -20,6 +20,7 @@ DISRUPTION_BUDGET = "PodDisruptionBudget"
 POD = "Pod"
 DEPLOYMENT = "Deployment"
 REPLICA_SET = "ReplicaSet"
+NODE = "Node"
 
 KINDS = (
     SERVICE,
@@ -31,8 +32,9 @@ KINDS = (
     POD,
     DEPLOYMENT,
     REPLICA_SET,
+    NODE,
 )
-CLUSTER_SCOPED = frozenset({STORAGE_CLASS, NAMESPACE})
+CLUSTER_SCOPED = frozenset({STORAGE_CLASS, NAMESPACE, NODE})
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 

@@ -126,6 +126,7 @@ def _check(case: Case, outcome: Outcome) -> None:
         assert part in outcome.message, f"{part!r} not in {outcome.message!r}"
     if not expect["allowed"]:
         assert f"[{case.policy}] " in outcome.message, outcome.message
+        assert outcome.code == expect.get("code", 403), outcome.message
     if "warnings" in expect:
         if not expect["warnings"]:  # no warnings from this case's policy
             assert [w for w in outcome.warnings if w.startswith(f"[{case.policy}]")] == []

@@ -77,6 +77,7 @@ class Outcome:
 
     allowed: bool = True
     message: str = ""
+    code: int = 403  # of a denial: 429 when every refusal passes once the cluster changes
     patch: list[Op] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     audit_annotations: dict[str, str] = field(default_factory=dict)
@@ -93,6 +94,7 @@ class _Verdicts:
     def __init__(self) -> None:
         self.outcome = Outcome()
         self._denials: list[str] = []
+        self._retry_only = True  # every refusal so far is Finding.retry
         self._warning_chars = 0
         self._dropped_warnings = 0
 
@@ -141,6 +143,7 @@ class _Verdicts:
                 self.outcome.audit_annotations[pid] = one_line("; ".join(audits), AUDIT_LIMIT)
         if refusals:
             self._denials += refusals
+            self._retry_only = self._retry_only and all(d.retry for d in denials)
         for line in warned:
             self._warn(line)
         decision: Decision = (
@@ -182,6 +185,7 @@ class _Verdicts:
             )
         if self._denials:
             outcome.allowed = False
+            outcome.code = 429 if self._retry_only else 403
             message = " ".join(self._denials)
             if len(message) > MESSAGE_LIMIT:
                 message = message[: MESSAGE_LIMIT - 30].rstrip() + " ... (cut; see the logs)"

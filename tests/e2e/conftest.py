@@ -32,6 +32,7 @@ from tests.e2e.controlplane import (
 from tests.e2e.node import NodeCluster
 
 EXTERNAL = os.environ.get("STATEFUL_GUARD_E2E_KUBECONFIG")
+FAKE_NODE = "e2e-node-1"
 _ABOUT: list[str] = []
 
 
@@ -71,6 +72,9 @@ def cluster() -> Iterator[Cluster]:
     plane = ControlPlane(build()).start()
     try:
         local = Cluster(plane.admin, plane)
+        # The node that tests bind pods to (there is no kubelet here): force-delete lets a pod of a
+        # node that does not exist go, as after `kubectl delete node`.
+        local.core.create_node({"metadata": {"name": FAKE_NODE}})
         _ABOUT.append(
             f"e2e: kube-apiserver {local.version} (built from k8s.io/kubernetes, "
             f"with etcd and kube-controller-manager) at {plane.server}"

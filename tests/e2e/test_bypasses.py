@@ -41,7 +41,7 @@ def test_eviction_with_grace_zero_refused_an_ordinary_one_allowed(
 ) -> None:
     """`kubectl drain --grace-period=0`: an Eviction that deletes at once, with no pods-DELETE
     admission and no labels for an objectSelector. The evictions webhook sees it; a drain
-    without --grace-period=0 passes untouched (the matchCondition never sends it)."""
+    without --grace-period=0 passes (the set is no quorum cluster)."""
     ns = cluster.namespace(mode="enforce")
     pod = scheduled_set_pod(cluster, ns)
 

@@ -28,6 +28,8 @@ from tests.e2e.workloads import (
 )
 from tests.support import ROOT
 
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+
 
 @pytest.fixture(scope="module")
 def api(node_cluster: NodeCluster) -> Cluster:
@@ -285,7 +287,27 @@ def test_split_brain_force_delete_refused_while_the_old_container_serves(
         assert second.metadata.name == "web-0"
         for namespace in (guarded, unguarded):
             assert _get(f"http://{old[namespace].status.pod_ip}:8080/hello") == "web-0\n"
+
+        # Fencing: the operator confirms the node is off and taints it out-of-service. The
+        # same force delete is allowed now (or the pod garbage collector, which force-deletes
+        # the pods of an out-of-service node, got there first).
+        node_cluster.kubectl("taint", "nodes", NAME, f"{OUT_OF_SERVICE}=nodeshutdown:NoExecute")
+
+        def fenced() -> bool:
+            done = node_cluster.kubectl(
+                "-n", guarded, "delete", "pod", "web-0", "--force", "--grace-period=0",
+                check=False,
+            )  # fmt: skip
+            return done.returncode == 0 or "NotFound" in done.stderr
+
+        wait_for(fenced, timeout=30, what="the force delete allowed on a fenced node")
+        wait_for(
+            lambda: _other_pod(api, guarded, old[guarded].metadata.uid),
+            timeout=30,
+            what="the replacement web-0 of the fenced node's",
+        )
     finally:
+        node_cluster.kubectl("taint", "nodes", NAME, f"{OUT_OF_SERVICE}-", check=False)
         node_cluster.node.resume_kubelet()
         replica.stop()
     print(f"node NotReady after {unready_after:.0f}s, pods Terminating after {evicted_after:.0f}s")
@@ -297,6 +319,103 @@ def test_split_brain_force_delete_refused_while_the_old_container_serves(
             != old[namespace].metadata.uid
         )
         api.core.delete_namespace(namespace)
+
+
+def quorum_set(name: str) -> dict[str, Any]:
+    """Three members of an annotated majority quorum, each Ready while /tmp/ready exists
+    (so a test can take a member down and bring it back without restarting it)."""
+    members = stand_in_set(name, replicas=3)
+    members["metadata"]["annotations"] = {"stateful-guard.io/quorum": "majority"}
+    (container,) = members["spec"]["template"]["spec"]["containers"]
+    container["command"] = ["sh", "-c", "touch /tmp/ready; " + container["command"][2]]
+    container["readinessProbe"] = {
+        "exec": {"command": ["test", "-f", "/tmp/ready"]},
+        "initialDelaySeconds": 2,
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    return members
+
+
+def pod_ready(api: Cluster, namespace: str, name: str) -> bool:
+    try:
+        pod = api.core.read_namespaced_pod(name, namespace)
+    except k8s.ApiException:
+        return False
+    conditions = pod.status.conditions or []
+    return pod.metadata.deletion_timestamp is None and any(
+        c.type == "Ready" and c.status == "True" for c in conditions
+    )
+
+
+def test_a_second_member_deleted_while_the_first_is_down_is_refused(
+    node_cluster: NodeCluster, api: Cluster, certs: Path
+) -> None:
+    """etcd-operator #1972: two of three members deleted in a row, each delete graceful.
+    The first goes; the second is refused (429) while the first is not back, and passes once
+    it is."""
+    namespace = api.namespace(mode=None)
+    api.apps.create_namespaced_stateful_set(namespace, quorum_set("zk"))
+    ready(api, namespace, "zk", 3)
+    node_cluster.kubectl("-n", namespace, "delete", "pod", "zk-0", "--wait=false")
+    second = node_cluster.kubectl("-n", namespace, "delete", "pod", "zk-1", check=False)
+    assert second.returncode != 0, second.stdout
+    assert (
+        'admission webhook "pods.stateful-guard.io" denied the request: [quorum]' in second.stderr
+    )
+    assert "2 of 3 members are ready (down: zk-0)" in second.stderr
+    assert pod_ready(api, namespace, "zk-1")
+    wait_for(lambda: pod_ready(api, namespace, "zk-0"), timeout=60, what="zk-0 back")
+    node_cluster.kubectl("-n", namespace, "delete", "pod", "zk-1", "--wait=false")
+    ready(api, namespace, "zk", 3)
+    api.core.delete_namespace(namespace)
+
+
+def test_a_drain_waits_for_a_degraded_quorum_set(
+    node_cluster: NodeCluster, api: Cluster, certs: Path
+) -> None:
+    """`kubectl drain` of the node with zk-2 down: our 429 makes it wait and retry, as for a
+    PDB, instead of taking the quorum; once zk-2 is ready again one member is evicted, and
+    the drain finishes when that member is back (uncordoned here: the only node is the one
+    drained; in a cluster it starts on another)."""
+    namespace = api.namespace(mode=None)
+    api.apps.create_namespaced_stateful_set(namespace, quorum_set("zk"))
+    ready(api, namespace, "zk", 3)
+    before = {p: api.core.read_namespaced_pod(p, namespace).metadata.uid for p in ("zk-0", "zk-1")}
+    exec_in(node_cluster, namespace, "zk-2", "app", "rm", "/tmp/ready")
+    wait_for(lambda: not pod_ready(api, namespace, "zk-2"), timeout=30, what="zk-2 not ready")
+    drain = subprocess.Popen(
+        [
+            "kubectl", "drain", NAME, "--timeout=180s", "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--pod-selector=app=zk,statefulset.kubernetes.io/pod-name!=zk-2",
+        ],
+        env=node_cluster.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(12)  # two of the drain's 5-second retries
+        assert drain.poll() is None, "the drain waits"
+        now = {p: api.core.read_namespaced_pod(p, namespace).metadata.uid for p in before}
+        assert now == before, "no member was evicted while zk-2 was down"
+        exec_in(node_cluster, namespace, "zk-2", "app", "touch", "/tmp/ready")
+        wait_for(
+            lambda: any(not pod_ready(api, namespace, p) for p in before),
+            timeout=30,
+            what="one member evicted once zk-2 is ready",
+        )
+        node_cluster.kubectl("uncordon", NAME)
+        output, _ = drain.communicate(timeout=180)
+    finally:
+        if drain.poll() is None:
+            drain.kill()
+        node_cluster.kubectl("uncordon", NAME, check=False)
+    assert drain.returncode == 0, output
+    assert "[quorum] pod" in output and "will retry after 5s" in output, output
+    ready(api, namespace, "zk", 3)
+    api.core.delete_namespace(namespace)
 
 
 def _node_ready(api: Cluster) -> bool:

@@ -29,6 +29,7 @@ from policies.view import (
     DEPLOYMENT,
     DISRUPTION_BUDGET,
     NAMESPACE,
+    NODE,
     POD,
     REPLICA_SET,
     SERVICE,
@@ -140,9 +141,9 @@ def trim_disruption_budget(obj: Obj) -> Obj:
 
 
 def trim_pod(obj: Obj) -> Obj:
-    """A pod as force-delete and pvc-protection read it: whose it is, where it runs, which
-    claims it mounts. Every pod in the cluster is cached, so this keeps a few hundred bytes
-    (no other annotations, no containers)."""
+    """A pod as force-delete, pvc-protection and quorum read it: whose it is, where it runs,
+    which claims it mounts, whether it is Ready. Every pod in the cluster is cached, so this
+    keeps a few hundred bytes (no other annotations, no containers)."""
     meta = obj.get("metadata") or {}
     kept = _pick(meta, "name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp")
     ours = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OUR_PREFIX)}
@@ -150,10 +151,17 @@ def trim_pod(obj: Obj) -> Obj:
         kept["annotations"] = ours
     spec = obj.get("spec") or {}
     volumes = _claim_volumes(spec)
+    status = obj.get("status") or {}
+    # Only the Ready condition: quorum counts the members that serve.
+    ready = [
+        {"type": "Ready", "status": c.get("status")}
+        for c in status.get("conditions") or []
+        if isinstance(c, dict) and c.get("type") == "Ready"
+    ]
     return {
         "metadata": kept,
         "spec": {**_pick(spec, "nodeName"), **({"volumes": volumes} if volumes else {})},
-        "status": _pick(obj.get("status"), "phase"),
+        "status": {**_pick(status, "phase"), **({"conditions": ready} if ready else {})},
     }
 
 
@@ -174,6 +182,26 @@ def trim_namespace(obj: Obj) -> Obj:
     return {"metadata": _pick(obj.get("metadata"), "name", "labels")}
 
 
+def trim_node(obj: Obj) -> Obj:
+    """A node as force-delete reads it: its name and taints (the out-of-service taint fences
+    it), and its Ready condition."""
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    taints = [
+        _pick(t, "key", "value", "effect") for t in spec.get("taints") or [] if isinstance(t, dict)
+    ]
+    ready = [
+        {"type": "Ready", "status": c.get("status")}
+        for c in status.get("conditions") or []
+        if isinstance(c, dict) and c.get("type") == "Ready"
+    ]
+    return {
+        "metadata": _pick(obj.get("metadata"), "name"),
+        "spec": {"taints": taints} if taints else {},
+        "status": {"conditions": ready} if ready else {},
+    }
+
+
 @dataclass(frozen=True)
 class Resource:
     kind: str
@@ -191,6 +219,7 @@ RESOURCES = (
     Resource(POD, "/api/v1/pods", trim_pod),
     Resource(DEPLOYMENT, "/apis/apps/v1/deployments", trim_workload),
     Resource(REPLICA_SET, "/apis/apps/v1/replicasets", trim_workload),
+    Resource(NODE, "/api/v1/nodes", trim_node),
 )
 
 

@@ -72,7 +72,8 @@ def encode_answer(uid: str, outcome: Outcome) -> bytes:
     its dump cost more than the rest of a small answer)."""
     response: dict[str, Any] = {"uid": uid, "allowed": outcome.allowed}
     if not outcome.allowed:
-        response["status"] = {"code": 403, "message": outcome.message, "reason": "Forbidden"}
+        reason = "TooManyRequests" if outcome.code == 429 else "Forbidden"
+        response["status"] = {"code": outcome.code, "message": outcome.message, "reason": reason}
     elif outcome.patch:
         response["patch"] = base64.b64encode(orjson.dumps(outcome.patch)).decode()
         response["patchType"] = "JSONPatch"
