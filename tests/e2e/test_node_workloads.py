@@ -358,6 +358,7 @@ def test_a_second_member_deleted_while_the_first_is_down_is_refused(
     api.apps.create_namespaced_stateful_set(namespace, quorum_set("zk"))
     ready(api, namespace, "zk", 3)
     node_cluster.kubectl("-n", namespace, "delete", "pod", "zk-0", "--wait=false")
+    time.sleep(0.5)  # the webhook's view sees zk-0 terminating; it is back no sooner than 2 s
     second = node_cluster.kubectl("-n", namespace, "delete", "pod", "zk-1", check=False)
     assert second.returncode != 0, second.stdout
     assert (
