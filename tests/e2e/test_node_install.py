@@ -133,6 +133,23 @@ def assert_uninstalled(node_cluster: NodeCluster, api: Cluster, guarded: str) ->
     api.core.delete_namespace(guarded)
 
 
+def helm_install(node_cluster: NodeCluster, certs: Path, *values: str, wait: bool = False) -> None:
+    """README: the certificates from `stateful-guard certs`, then `helm install` with them."""
+    node_cluster.run(
+        "stateful-guard", "certs", "--out", str(certs),
+        "--service", "stateful-guard", "--namespace", NAMESPACE,
+    )  # fmt: skip
+    node_cluster.run(
+        "helm", "install", "stateful-guard", "deploy/chart",
+        "-n", NAMESPACE, "--create-namespace",
+        *(arg for value in values for arg in ("--set", value)),
+        "--set-file", f"tls.crt={certs / 'tls.crt'}",
+        "--set-file", f"tls.key={certs / 'tls.key'}",
+        "--set-file", f"tls.ca={certs / 'ca.crt'}",
+        *(["--wait", "--timeout", "5m"] if wait else []),
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("overlay", ["namespaced", "cluster-wide"])
 def test_kustomize_install_upgrade_uninstall(
     node_cluster: NodeCluster, api: Cluster, upgrade_image: str, tmp_path: Path, overlay: str
@@ -169,20 +186,13 @@ def test_helm_install_upgrade_uninstall(
     """README: certificates with `stateful-guard certs`, `helm install ... --create-namespace
     --set-file tls.*`, `helm upgrade --reuse-values`, `helm uninstall` and the namespace."""
     guarded = guarded_namespace(api, {"stateful-guard.io/mode": "enforce"})
-    certs = tmp_path / "certs"
-    node_cluster.run(
-        "stateful-guard", "certs", "--out", str(certs),
-        "--service", "stateful-guard", "--namespace", NAMESPACE,
-    )  # fmt: skip
-    node_cluster.run(
-        "helm", "install", "stateful-guard", "deploy/chart",
-        "-n", NAMESPACE, "--create-namespace",
-        "--set", f"image.repository={REPOSITORY}", "--set", f"image.tag={TAG}",
-        "--set-file", f"tls.crt={certs / 'tls.crt'}",
-        "--set-file", f"tls.key={certs / 'tls.key'}",
-        "--set-file", f"tls.ca={certs / 'ca.crt'}",
-        "--wait", "--timeout", "5m",
-    )  # fmt: skip
+    helm_install(
+        node_cluster,
+        tmp_path / "certs",
+        f"image.repository={REPOSITORY}",
+        f"image.tag={TAG}",
+        wait=True,
+    )
     node_cluster.kubectl(
         "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
     )
@@ -210,20 +220,12 @@ def test_a_missing_image_locks_out_nothing(
     """An image the nodes cannot pull: no replica ever serves, and every stateful write in a
     guarded namespace proceeds (the data webhooks stay `Ignore`), PVC updates included."""
     guarded = guarded_namespace(api, {"stateful-guard.io/mode": "enforce"})
-    certs = tmp_path / "certs"
-    node_cluster.run(
-        "stateful-guard", "certs", "--out", str(certs),
-        "--service", "stateful-guard", "--namespace", NAMESPACE,
-    )  # fmt: skip
-    node_cluster.run(
-        "helm", "install", "stateful-guard", "deploy/chart",
-        "-n", NAMESPACE, "--create-namespace",
-        "--set", "image.repository=registry.invalid/stateful-guard",
-        "--set", "image.pullPolicy=Never",
-        "--set-file", f"tls.crt={certs / 'tls.crt'}",
-        "--set-file", f"tls.key={certs / 'tls.key'}",
-        "--set-file", f"tls.ca={certs / 'ca.crt'}",
-    )  # fmt: skip
+    helm_install(
+        node_cluster,
+        tmp_path / "certs",
+        "image.repository=registry.invalid/stateful-guard",
+        "image.pullPolicy=Never",
+    )
     wait_for(
         lambda: any(
             (s.state.waiting and s.state.waiting.reason == "ErrImageNeverPull")

@@ -64,6 +64,14 @@ def ready(api: Cluster, namespace: str, name: str, replicas: int, timeout: float
     )
 
 
+def applied(node_cluster: NodeCluster, api: Cluster, members: dict[str, Any], replicas: int) -> str:
+    """`kubectl apply` of a set into a new namespace, once its members are ready."""
+    namespace = api.namespace(mode=None)
+    node_cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=_yaml(members))
+    ready(api, namespace, members["metadata"]["name"], replicas)
+    return namespace
+
+
 def exec_in(
     node_cluster: NodeCluster, namespace: str, pod: str, container: str, *command: str
 ) -> str:
@@ -82,9 +90,7 @@ def claims_bound(api: Cluster, namespace: str, names: list[str]) -> None:
 def test_mysql_members_read_the_server_id_their_ordinal_implies(
     node_cluster: NodeCluster, api: Cluster, certs: Path
 ) -> None:
-    namespace = api.namespace(mode=None)
-    node_cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=_yaml(mysql_with_preset()))
-    ready(api, namespace, "mysql", 3)
+    namespace = applied(node_cluster, api, mysql_with_preset(), 3)
     for ordinal in range(3):
         pod = f"mysql-{ordinal}"
         written = exec_in(
@@ -107,11 +113,7 @@ def test_mysql_members_read_the_server_id_their_ordinal_implies(
 def test_zookeeper_members_read_their_myid(
     node_cluster: NodeCluster, api: Cluster, certs: Path
 ) -> None:
-    namespace = api.namespace(mode=None)
-    node_cluster.kubectl(
-        "-n", namespace, "apply", "-f", "-", input_text=_yaml(zookeeper_with_preset())
-    )
-    ready(api, namespace, "zk", 3)
+    namespace = applied(node_cluster, api, zookeeper_with_preset(), 3)
     for ordinal in range(3):
         myid = exec_in(
             node_cluster, namespace, f"zk-{ordinal}", "app", "cat", "/var/run/stateful-guard/myid"
@@ -129,9 +131,7 @@ def test_zookeeper_members_read_their_myid(
 def test_random_generator_gets_its_service_and_starts_in_order(
     node_cluster: NodeCluster, api: Cluster, certs: Path
 ) -> None:
-    namespace = api.namespace(mode=None)
-    node_cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=_yaml(random_generator()))
-    ready(api, namespace, "rg", 2)
+    namespace = applied(node_cluster, api, random_generator(), 2)
     service = wait_for(
         lambda: api.core.read_namespaced_service("random-generator", namespace),
         timeout=60,
