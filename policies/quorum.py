@@ -148,8 +148,8 @@ def validate_member_removal(review: Review) -> Result:
     controllers (rolling updates, namespace deletion, garbage collection, taint eviction)
     are never refused."""
     request = review.request
-    if request.sub_resource == "eviction" and not review.view.has(POD):
-        return Result.allow()  # force-delete decides what it must; no count without pods
+    if not review.view.has(POD):
+        return Result.allow()  # no count without the pods (force-delete decides its part)
     pod = _pod_of(review)
     if not is_ready(pod):
         return Result.allow()
@@ -172,7 +172,9 @@ def validate_member_removal(review: Review) -> Result:
     if quorum is None or required == 0:
         return Result.allow()
     pods = [p for p in review.view.list(POD, namespace) if stateful_set_of_pod(p) == set_name]
-    ready = {name_of(p) for p in pods if is_ready(p)}
+    if not pods:
+        return Result.allow()  # manifests without pods, or a view behind: nothing to count
+    ready = {name_of(p) for p in pods if is_ready(p)} | {name_of(pod)}  # the view may lag
     if len(ready) - 1 >= required:
         return Result.allow()
     start = ordinal_start(stored)
