@@ -121,7 +121,7 @@ def _removal(review: Review, pod: Mapping[str, Any], grace: object, *, eviction:
         how = "force deletion (grace period 0)"
         fix = "Delete without --force"
         short_fix = "delete without --force"
-    node = str(spec(pod).get("nodeName") or "NODE")
+    node = spec(pod).get("nodeName")  # a running pod has one
     return Result.deny(
         f"pod {namespace}/{pod_name} belongs to StatefulSet {set_name}; {how} can start a "
         f"second {pod_name} while the first {still}. {fix}. If node {node} is down, confirm "

@@ -124,6 +124,14 @@ class Cluster:
         )
         return name
 
+    def wait_namespace_gone(self, name: str, timeout: float = 180) -> None:
+        """Until a deleted namespace (and so everything in it) is gone."""
+        wait_for(
+            lambda: not [n for n in self.core.list_namespace().items if n.metadata.name == name],
+            timeout=timeout,
+            what=f"namespace {name} deleted",
+        )
+
     def default_storage_class(self) -> str:
         """The cluster's default StorageClass, made (Retain, expandable) when it has none."""
         for sc in self.storage.list_storage_class().items:

@@ -301,16 +301,17 @@ class ControlPlane:
     def _wait(self, name: str, check: Callable[[], bool], timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         process = dict(self.processes)[name]
+        last: Exception | None = None
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited {process.returncode}:\n{self.log(name)}")
             try:
                 if check():
                     return
-            except OSError:
-                pass
+            except Exception as exc:  # not up yet: refused, 404, not found
+                last = exc
             time.sleep(0.2)
-        raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.log(name)}")
+        raise RuntimeError(f"{name} not ready after {timeout}s ({last}):\n{self.log(name)}")
 
     def log(self, name: str, tail: int = 40) -> str:
         path = self.work / f"{name}.log"
@@ -521,6 +522,20 @@ class ControlPlane:
             f"{self.server}/version", context=self._ssl_admin(), timeout=5
         ) as response:
             return str(json.load(response)["gitVersion"])
+
+    def stop_process(self, name: str) -> None:
+        """Stop one of the processes it started (SIGTERM, then SIGKILL after 20 s)."""
+        for index, (known, process) in enumerate(self.processes):
+            if known == name:
+                if process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+                del self.processes[index]
+                return
 
     def stop(self) -> None:
         for _, process in reversed(self.processes):

@@ -34,9 +34,10 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from certs.authority import make_client_cert, make_serving_cert
+from certs.authority import make_serving_cert
 from tests.e2e import images
-from tests.e2e.controlplane import ControlPlane, build, kubeconfig, say, tool
+from tests.e2e.cluster import Cluster, wait_for
+from tests.e2e.controlplane import ControlPlane, build, say, tool
 from tests.support import ROOT
 
 NAME = "e2e-node"
@@ -61,6 +62,11 @@ def primary_ip() -> str:
         ["ip", "-4", "-j", "route", "get", "1.1.1.1"], capture_output=True, text=True, check=True
     ).stdout
     return str(json.loads(out)[0]["prefsrc"])
+
+
+def node_ready(core: k8s.CoreV1Api, name: str = NAME) -> bool:
+    conditions = core.read_node(name).status.conditions or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def missing() -> list[str]:
@@ -134,43 +140,12 @@ class Node:
         self._keeper = threading.Thread(target=self._keep, name="keeper", daemon=True)
         self._keeper.start()
         core = k8s.CoreV1Api(self.api)
-
-        def ready() -> bool:
-            node = core.read_node(NAME)
-            return any(
-                c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
-            )
-
-        self._wait(ready, "kubelet", what=f"node {NAME} Ready", timeout=120)
+        self.plane._wait("kubelet", lambda: node_ready(core), timeout=120)
         say(f"node {NAME} Ready in {time.monotonic() - started:.0f}s")
         return self
 
     def _start(self, name: str, args: list[str], executable: str | None = None) -> None:
         self.plane._start(name, args, executable=executable)
-
-    def _wait(self, check: Any, name: str, *, what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            process = dict(self.plane.processes)[name]
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited {process.returncode}:\n{self.plane.log(name)}")
-            try:
-                if check():
-                    return
-            except Exception as exc:
-                last = exc
-            time.sleep(0.5)
-        raise RuntimeError(f"no {what} after {timeout}s ({last}):\n{self.plane.log(name)}")
-
-    def _kubeconfig(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Path:
-        return kubeconfig(
-            self.work / f"{name}.kubeconfig",
-            server=self.plane.server,
-            ca=self.plane.ca,
-            user=make_client_cert(self.plane.ca, user=user, groups=groups, days=2),
-            name=name,
-        )
 
     def _write_configs(self) -> None:
         w = self.work
@@ -257,9 +232,7 @@ class Node:
         proxy = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
-            "clientConnection": {
-                "kubeconfig": str(self._kubeconfig("kube-proxy", "system:kube-proxy"))
-            },
+            "clientConnection": {"kubeconfig": str(self.plane.user("system:kube-proxy"))},
             "mode": "iptables",
             "clusterCIDR": POD_CIDR,
             "hostnameOverride": NAME,
@@ -283,7 +256,7 @@ class Node:
             ["--config", str(self.work / "containerd.toml")],
             executable=shutil.which("containerd"),
         )
-        self._wait(lambda: self._ctr("version").returncode == 0, "containerd", what="containerd")
+        self.plane._wait("containerd", lambda: self._ctr("version").returncode == 0)
         for archive in archives:
             done = self._ctr("-n", "k8s.io", "images", "import", "--all-platforms", str(archive))
             if done.returncode != 0:
@@ -295,7 +268,7 @@ class Node:
         )
 
     def _scheduler_args(self) -> list[str]:
-        config = self._kubeconfig("scheduler", "system:kube-scheduler")
+        config = self.plane.user("system:kube-scheduler")
         return [
             f"--kubeconfig={config}",
             f"--authentication-kubeconfig={config}",
@@ -307,7 +280,7 @@ class Node:
         ]
 
     def _kubelet_args(self) -> list[str]:
-        config = self._kubeconfig("kubelet", f"system:node:{NAME}", ("system:nodes",))
+        config = self.plane.user(f"system:node:{NAME}", groups=("system:nodes",))
         return [
             f"--config={self.work / 'kubelet.yaml'}",
             f"--kubeconfig={config}",
@@ -397,14 +370,14 @@ class Node:
         self._keeper_stop.set()
         with contextlib.suppress(ProcessLookupError):
             self.resume_kubelet()
-        self._stop("kube-proxy")
+        self.plane.stop_process("kube-proxy")
         with contextlib.suppress(OSError):
             subprocess.run(
                 [str(self.plane.bin / "kube-proxy"), "--cleanup"],
                 capture_output=True,
                 timeout=30,
             )
-        self._stop("kubelet")
+        self.plane.stop_process("kubelet")
         if self.socket.exists():
             # Every sandbox through CRI, so the CNI plugin releases its veth and addresses.
             removed = subprocess.run(
@@ -421,8 +394,8 @@ class Node:
             )
             if removed.returncode != 0:
                 say(f"crictl rmp -fa: {removed.stderr.strip()}")
-        self._stop("kube-scheduler")
-        self._stop("containerd")
+        self.plane.stop_process("kube-scheduler")
+        self.plane.stop_process("containerd")
         prefix = str(self.work) + "/"
         mounts = [
             line.split()[4]
@@ -446,19 +419,6 @@ class Node:
             shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError):
             Path("/var/lib/kubelet").rmdir()
-
-    def _stop(self, name: str) -> None:
-        for index, (known, process) in enumerate(self.plane.processes):
-            if known == name:
-                if process.poll() is None:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
-                del self.plane.processes[index]
-                return
 
     @staticmethod
     def _drop_iptables_chains() -> None:
@@ -484,13 +444,18 @@ class NodeCluster:
     def __init__(self) -> None:
         self.plane = ControlPlane(build(), node_ip=primary_ip())
         self.node: Node | None = None
+        self.api: Cluster  # once started
 
     def start(self) -> NodeCluster:
         archives = images.node_archives()
         self.plane.start()
         try:
             self.node = Node(self.plane).start(archives)
-            self._wait_default_service_account()
+            self.api = Cluster(self.plane.admin, self.plane)
+            wait_for(
+                lambda: self.api.core.read_namespaced_service_account("default", "default"),
+                what="the default ServiceAccount",
+            )
             self._default_storage_class()
         except BaseException:
             self.stop()
@@ -537,10 +502,7 @@ class NodeCluster:
     def _default_storage_class(self) -> None:
         """`hostpath`, the cluster's default: kube-controller-manager's hostPath provisioner
         makes a volume under /tmp/hostpath_pv for each claim."""
-        storage = k8s.StorageV1Api(
-            k8s_config.new_client_from_config(config_file=str(self.plane.admin))
-        )
-        storage.create_storage_class(
+        self.api.storage.create_storage_class(
             {
                 "metadata": {
                     "name": STORAGE_CLASS,
@@ -551,16 +513,6 @@ class NodeCluster:
                 "volumeBindingMode": "Immediate",
             }
         )
-
-    def _wait_default_service_account(self) -> None:
-        core = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(self.plane.admin)))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(k8s.ApiException):
-                core.read_namespaced_service_account("default", "default")
-                return
-            time.sleep(0.5)
-        raise RuntimeError("no default ServiceAccount after 60s")
 
     def logs(self) -> str:
         return "\n".join(

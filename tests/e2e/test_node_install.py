@@ -24,7 +24,7 @@ DATA_WEBHOOKS = ("pods.stateful-guard.io", "data.stateful-guard.io", "evictions.
 
 @pytest.fixture(scope="module")
 def api(node_cluster: NodeCluster) -> Cluster:
-    return Cluster(node_cluster.kubeconfig)
+    return node_cluster.api
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +119,7 @@ def guarded_namespace(api: Cluster, labels: dict[str, str]) -> str:
 def assert_uninstalled(node_cluster: NodeCluster, api: Cluster, guarded: str) -> None:
     """Nothing of ours is left in the way: the namespace, the webhooks and the
     cluster-scoped objects are gone, and the same force delete now goes through."""
-    wait_for(
-        lambda: not [n for n in api.core.list_namespace().items if n.metadata.name == NAMESPACE],
-        timeout=180,
-        what=f"namespace {NAMESPACE} deleted",
-    )
+    api.wait_namespace_gone(NAMESPACE)
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         gone = node_cluster.kubectl("get", kind, "stateful-guard", check=False)
         assert "NotFound" in gone.stderr
@@ -248,8 +244,4 @@ def test_a_missing_image_locks_out_nothing(
     node_cluster.run("helm", "uninstall", "stateful-guard", "-n", NAMESPACE, "--wait")
     node_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
     api.core.delete_namespace(guarded)
-    wait_for(
-        lambda: not [n for n in api.core.list_namespace().items if n.metadata.name == NAMESPACE],
-        timeout=180,
-        what=f"namespace {NAMESPACE} deleted",
-    )
+    api.wait_namespace_gone(NAMESPACE)

@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 from tests.e2e.cluster import NAMESPACE, SERVICE_ACCOUNT, Cluster, wait_for
 from tests.e2e.controlplane import free_port
 from tests.e2e.images import WEBHOOK
-from tests.e2e.node import NAME, STORAGE_CLASS, NodeCluster
+from tests.e2e.node import NAME, STORAGE_CLASS, NodeCluster, node_ready
 from tests.e2e.workloads import (
     mysql_with_preset,
     random_generator,
@@ -33,7 +33,7 @@ OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 
 @pytest.fixture(scope="module")
 def api(node_cluster: NodeCluster) -> Cluster:
-    return Cluster(node_cluster.kubeconfig)
+    return node_cluster.api
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +47,7 @@ def certs(
     )
     yield directory
     node_cluster.kubectl("delete", "-k", "deploy/overlays/cluster-wide", "--wait=false")
-    wait_for(
-        lambda: not [n for n in api.core.list_namespace().items if n.metadata.name == NAMESPACE],
-        timeout=180,
-        what=f"namespace {NAMESPACE} deleted",
-    )
+    api.wait_namespace_gone(NAMESPACE)
 
 
 def ready(api: Cluster, namespace: str, name: str, replicas: int, timeout: float = 180) -> None:
@@ -246,7 +242,7 @@ def test_split_brain_force_delete_refused_while_the_old_container_serves(
     node_cluster.node.pause_kubelet()
     try:
         started = time.monotonic()
-        wait_for(lambda: not _node_ready(api), timeout=90, what=f"node {NAME} NotReady")
+        wait_for(lambda: not node_ready(api.core), timeout=90, what=f"node {NAME} NotReady")
         unready_after = time.monotonic() - started
         for namespace in (guarded, unguarded):
             wait_for(
@@ -311,7 +307,7 @@ def test_split_brain_force_delete_refused_while_the_old_container_serves(
         node_cluster.node.resume_kubelet()
         replica.stop()
     print(f"node NotReady after {unready_after:.0f}s, pods Terminating after {evicted_after:.0f}s")
-    wait_for(lambda: _node_ready(api), timeout=90, what=f"node {NAME} Ready again")
+    wait_for(lambda: node_ready(api.core), timeout=90, what=f"node {NAME} Ready again")
     for namespace in (guarded, unguarded):
         ready(api, namespace, "web", 1)
         assert (
@@ -417,11 +413,6 @@ def test_a_drain_waits_for_a_degraded_quorum_set(
     assert "[quorum] pod" in output and "will retry after 5s" in output, output
     ready(api, namespace, "zk", 3)
     api.core.delete_namespace(namespace)
-
-
-def _node_ready(api: Cluster) -> bool:
-    conditions = api.core.read_node(NAME).status.conditions or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def _other_pod(api: Cluster, namespace: str, uid: str) -> Any:

@@ -140,15 +140,6 @@ def trim_disruption_budget(obj: Obj) -> Obj:
     }
 
 
-def _ready_condition(status: Obj) -> list[Obj]:
-    """Of a pod's or a node's conditions, only Ready: the member or node that serves."""
-    return [
-        {"type": "Ready", "status": c.get("status")}
-        for c in status.get("conditions") or []
-        if isinstance(c, dict) and c.get("type") == "Ready"
-    ]
-
-
 def trim_pod(obj: Obj) -> Obj:
     """A pod as force-delete, pvc-protection and quorum read it: whose it is, where it runs,
     which claims it mounts, whether it is Ready. Every pod in the cluster is cached, so this
@@ -161,7 +152,12 @@ def trim_pod(obj: Obj) -> Obj:
     spec = obj.get("spec") or {}
     volumes = _claim_volumes(spec)
     status = obj.get("status") or {}
-    ready = _ready_condition(status)  # quorum counts the members that serve
+    # Of its conditions only Ready: quorum counts the members that serve.
+    ready = [
+        {"type": "Ready", "status": c.get("status")}
+        for c in status.get("conditions") or []
+        if isinstance(c, dict) and c.get("type") == "Ready"
+    ]
     return {
         "metadata": kept,
         "spec": {**_pick(spec, "nodeName"), **({"volumes": volumes} if volumes else {})},
@@ -188,18 +184,12 @@ def trim_namespace(obj: Obj) -> Obj:
 
 def trim_node(obj: Obj) -> Obj:
     """A node as force-delete reads it: its name and taints (the out-of-service taint fences
-    it), and its Ready condition."""
+    it)."""
     spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
     taints = [
         _pick(t, "key", "value", "effect") for t in spec.get("taints") or [] if isinstance(t, dict)
     ]
-    ready = _ready_condition(status)
-    return {
-        "metadata": _pick(obj.get("metadata"), "name"),
-        "spec": {"taints": taints} if taints else {},
-        "status": {"conditions": ready} if ready else {},
-    }
+    return {"metadata": _pick(obj.get("metadata"), "name"), "spec": {"taints": taints}}
 
 
 @dataclass(frozen=True)
