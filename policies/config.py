@@ -65,6 +65,7 @@ class NamespaceSettings(_Section):
     )
     storage_class: str | None = Field(default=None, min_length=1)
     retention_delete: RetentionDelete | None = None
+    disruption_budgets: bool | None = None
     policies: dict[str, NamespacePolicySettings] = Field(default_factory=dict)
 
     _check_ids = field_validator("policies")(_known_policy_ids)
@@ -87,28 +88,41 @@ class Config(_Section):
     # A set whose persistentVolumeClaimRetentionPolicy says Delete: its owner declared that
     # deleting or scaling it deletes claims. `allow` (default) warns; `refuse` keeps guarding.
     retention_delete: RetentionDelete = "allow"
+    # The leader gives each quorum set a PodDisruptionBudget of what its quorum can spare
+    # (where quorum is enforced and no budget of the user's selects the set's pods).
+    disruption_budgets: bool = False
 
     _check_ids = field_validator("policies")(_known_policy_ids)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "config") -> Config:
         """Parse and validate a config file's text; raise ConfigError naming the key."""
+        return cls.from_layers([(source, text)])
+
+    @classmethod
+    def from_layers(cls, layers: list[tuple[str, str]]) -> Config:
+        """Several config files' texts (source, text), each later one over the ones before,
+        key by key (mappings merge, anything else is replaced): the shipped file, then a
+        profile. Validated once, whole; a ConfigError names the file or the key."""
+        merged: dict[str, Any] = {}
+        for source, text in layers:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{source}: must be a mapping, got {type(data).__name__}")
+            merged = _over(merged, data)
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: must be a mapping, got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
+            return cls.model_validate(merged)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
                 for err in exc.errors()
             )
-            raise ConfigError(f"{source}: {problems}") from None
+            raise ConfigError(f"{' + '.join(s for s, _ in layers)}: {problems}") from None
 
     def policy_mode(self, policy: Defaults) -> Mode:
         settings = self.policies.get(policy.id)
@@ -130,12 +144,27 @@ class Config(_Section):
             return settings.retention_delete
         return self.retention_delete
 
+    def disruption_budgets_for(self, namespace: str) -> bool:
+        settings = self.namespaces.get(namespace)
+        if settings and settings.disruption_budgets is not None:
+            return settings.disruption_budgets
+        return self.disruption_budgets
+
     @property
     def server_id_image(self) -> str:
         return self.server_id.image
 
     def is_break_glass(self, username: str, groups: list[str]) -> bool:
         return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(groups)
+
+
+def _over(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(under)
+    for key, value in over.items():
+        below = merged.get(key)
+        both = isinstance(below, dict) and isinstance(value, dict)
+        merged[key] = _over(below, value) if both else value  # type: ignore[arg-type]
+    return merged
 
 
 DEFAULT_CONFIG = Config()

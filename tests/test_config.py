@@ -113,3 +113,33 @@ def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
     assert f"stateful-guard: {bad}: policies.force-delete.mode" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "certs").exists(), "nothing starts on a bad config"
+
+
+def test_a_profile_is_read_over_the_shipped_file_key_by_key() -> None:
+    config = Config.from_layers(
+        [
+            ("config.yaml", FULL),
+            (
+                "profile.yaml",
+                "disruptionBudgets: true\n"
+                "policies: {storage-class: {mode: enforce}}\n"
+                "namespaces: {scratch: {disruptionBudgets: false}}\n"
+                "breakGlass: {users: [other@example.com]}\n",
+            ),
+        ]
+    )
+    assert config.policy_mode(BY_ID["storage-class"]) is Mode.ENFORCE, "the profile's"
+    assert config.failure_mode(BY_ID["force-delete"]) is FailureMode.CLOSED, "kept: merged"
+    assert config.storage_class_for("payments") == "fast-ssd"
+    assert config.disruption_budgets_for("payments") is True
+    assert config.disruption_budgets_for("scratch") is False
+    assert config.is_break_glass("other@example.com", [])
+    assert not config.is_break_glass("oncall@example.com", []), "a list is replaced, not merged"
+    assert Config().disruption_budgets_for("payments") is False, "off by default"
+
+
+def test_an_error_names_the_files_and_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^a\.yaml \+ b\.yaml: disruptionBudgets: "):
+        Config.from_layers([("a.yaml", FULL), ("b.yaml", "disruptionBudgets: sometimes")])
+    with pytest.raises(ConfigError, match=r"^b\.yaml: must be a mapping"):
+        Config.from_layers([("a.yaml", FULL), ("b.yaml", "- x")])
