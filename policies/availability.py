@@ -24,6 +24,7 @@ from typing import Any
 from policies.base import Match, Policy, Result, Review
 from policies.modes import Mode
 from policies.objects import name_of, pod_template_labels, ref, replicas, selects, spec
+from policies.quorum_profile import budget_for
 from policies.view import DISRUPTION_BUDGET
 
 
@@ -77,7 +78,9 @@ def validate(review: Review) -> Result:
                     short=f"{owner}: PDB {name} allows no disruption; drains block "
                     "(use maxUnavailable: 1)",
                 )
-        if not budgets and members > 1:
+        # With disruptionBudgets on, the leader gives a quorum set its own budget.
+        coming = review.config.disruption_budgets_for(review.namespace) and budget_for(obj or {})
+        if not budgets and members > 1 and not coming:
             result += Result.deny(
                 f"{owner}: no PodDisruptionBudget selects its {members} members, so a drain "
                 "or an autoscaler may evict several at once; add one with maxUnavailable: 1.",

@@ -30,14 +30,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.base import Match, Policy, Result, Review
-from policies.objects import metadata, name_of, pod_template_labels, ref, shown, spec
+from policies.objects import (
+    MANAGED_BY,
+    SET_ANNOTATION,
+    metadata,
+    name_of,
+    pod_template_labels,
+    ref,
+    shown,
+    spec,
+)
 from policies.view import SERVICE
 
 WRITES = frozenset({"CREATE", "UPDATE"})
 
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "stateful-guard"}
-SET_ANNOTATION = "stateful-guard.io/statefulset"  # on a managed Service: the set it serves
 MANAGED_SERVICE = "stateful-guard.io/managed-service"  # on a set: make its Service
 DNS_1035 = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 

@@ -7,6 +7,16 @@ from typing import Any
 
 Obj = dict[str, Any]
 
+# What marks the objects the leader makes (headless Services, quorum PodDisruptionBudgets):
+# only objects with this label are ever changed or deleted by us.
+MANAGED_BY = {"app.kubernetes.io/managed-by": "stateful-guard"}
+SET_ANNOTATION = "stateful-guard.io/statefulset"  # on a managed object: the set it serves
+
+
+def is_managed(obj: Mapping[str, Any] | None) -> bool:
+    return all(labels(obj).get(k) == v for k, v in MANAGED_BY.items())
+
+
 KUBE_CONTROLLER_MANAGER = "system:kube-controller-manager"
 # Controllers of kube-controller-manager that create or delete pods and claims when it runs
 # with --use-service-account-credentials (the default in kubeadm and most distributions).

@@ -48,21 +48,11 @@ from policies.objects import (
     replicas,
     stateful_set_of_pod,
 )
-from policies.quorum_profile import MIN_REPLICAS, BadAnnotation, Quorum, profile, whole
+from policies.quorum_profile import MIN_REPLICAS, BadAnnotation, guarded_minimum, profile, whole
 from policies.scale import SCALE, is_scale, set_of
 from policies.view import POD, STATEFUL_SET
 
 MAX_SCALE_DOWN = "stateful-guard.io/max-scale-down"
-
-
-def _required(quorum: Quorum | None, old: int, *, stop: bool) -> int:
-    """The fewest members `quorum` lets a set of `old` keep (0: no limit); `stop`: scaled
-    to 0 replicas."""
-    if quorum is None:
-        return 0
-    if quorum.majority and quorum.system != "annotated" and (old < 3 or stop):
-        return 0  # nothing to lose, or a full stop
-    return quorum.required(old)
 
 
 def _step(stateful_set: Mapping[str, Any] | None) -> int | None:
@@ -100,7 +90,7 @@ def validate(review: Review) -> Result:
     )
     judged = [stored] if is_scale(review) else [stored, request.object]
     try:
-        quorums = [(q, _required(q, old, stop=not after)) for q in map(profile, judged)]
+        quorums = [(q, guarded_minimum(q, old, stop=not after)) for q in map(profile, judged)]
         steps = [s for s in map(_step, judged) if s is not None]
     except BadAnnotation as bad:
         return Result.deny(
@@ -168,7 +158,7 @@ def validate_member_removal(review: Review) -> Result:
         quorum = profile(stored)
     except BadAnnotation:
         return Result.allow()  # refused, with the fix, where the set is changed or scaled
-    required = _required(quorum, members, stop=False)
+    required = guarded_minimum(quorum, members, stop=False)
     if quorum is None or required == 0:
         return Result.allow()
     pods = [p for p in review.view.list(POD, namespace) if stateful_set_of_pod(p) == set_name]

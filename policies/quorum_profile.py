@@ -16,12 +16,23 @@ with 1 down, 2 do not (so two members are no safer than one), and 4 tolerate no 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.objects import annotations_of, claim_templates, labels, shown, spec
+from policies.objects import (
+    MANAGED_BY,
+    SET_ANNOTATION,
+    annotations_of,
+    claim_templates,
+    labels,
+    name_of,
+    replicas,
+    shown,
+    spec,
+)
 
 MIN_REPLICAS = "stateful-guard.io/min-replicas"
 QUORUM = "stateful-guard.io/quorum"
@@ -80,6 +91,49 @@ def majority(stateful_set: Mapping[str, Any] | None) -> Quorum | None:
     if value in ("majority", "true"):
         return Quorum("annotated", f"annotation {QUORUM}={value}")
     return None if value else recognise(stateful_set)
+
+
+def guarded_minimum(quorum: Quorum | None, old: int, *, stop: bool) -> int:
+    """The fewest members the quorum policy lets a set of `old` keep (0: no limit); `stop`:
+    scaled to 0 replicas. A recognised system's majority is guarded from 3 members up, and
+    never against a full stop."""
+    if quorum is None:
+        return 0
+    if quorum.majority and quorum.system != "annotated" and (old < 3 or stop):
+        return 0  # nothing to lose, or a full stop
+    return quorum.required(old)
+
+
+def budget_for(stateful_set: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The PodDisruptionBudget the leader gives a quorum set (config `disruptionBudgets`),
+    or None for a set with no quorum to keep or no member to spare. `maxUnavailable` is what
+    the quorum can spare: the eviction API then holds a second concurrent eviction back
+    atomically, which this policy's per-replica count cannot. A not-ready member may always
+    be evicted (`AlwaysAllow`), as this policy lets it go."""
+    try:
+        quorum = profile(stateful_set)
+    except BadAnnotation:
+        return None
+    members = replicas(stateful_set)
+    spare = members - guarded_minimum(quorum, members, stop=False)
+    selector = spec(stateful_set).get("selector")
+    if not 0 < spare < members or not isinstance(selector, dict):  # nothing to keep or spare
+        return None
+    set_name = name_of(stateful_set)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": f"{set_name}-quorum"[:253],
+            "labels": dict(MANAGED_BY),
+            "annotations": {SET_ANNOTATION: set_name},
+        },
+        "spec": {
+            "selector": copy.deepcopy(selector),
+            "maxUnavailable": spare,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
 
 
 def _words(text: str) -> set[str]:

@@ -1,6 +1,6 @@
-"""The cluster writes: a managed Service lands in its set's namespace, whatever its manifest
-says, owned by the set, and never over an existing Service; only managed Services are ever
-deleted."""
+"""The cluster writes: a managed Service or budget lands in its set's namespace, whatever its
+manifest says, owned by the set, and never over an existing one; only managed ones are ever
+changed or deleted, each by its uid."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client as k8s
 
 from policies.headless_service import service_for
+from policies.quorum_profile import budget_for
 from tests.support import example
 from webhook.cluster.writer import ClusterWriter
 
@@ -27,10 +28,24 @@ class RecordingCore:
     def delete_namespaced_service(self, name: str, namespace: str, body: Any) -> None:
         self.calls.append(("delete", f"{namespace}/{name}", body))
 
+    def patch_namespaced_service(self, name: str, namespace: str, body: Any, **kw: Any) -> None:
+        self.calls.append(("patch", f"{namespace}/{name}", (body, kw)))
+
+    # policy/v1, same recorder
+    def create_namespaced_pod_disruption_budget(self, namespace: str, body: Any) -> None:
+        self.create_namespaced_service(namespace, body)
+
+    def patch_namespaced_pod_disruption_budget(self, name: str, namespace: str, body: Any) -> None:
+        self.calls.append(("patch", f"{namespace}/{name}", body))
+
+    def delete_namespaced_pod_disruption_budget(self, name: str, namespace: str, body: Any) -> None:
+        self.calls.append(("delete-pdb", f"{namespace}/{name}", body))
+
 
 def writer(core: RecordingCore) -> ClusterWriter:
     created = ClusterWriter(k8s.ApiClient())
     created.core = core  # type: ignore[assignment]
+    created.policy = core  # type: ignore[assignment]
     return created
 
 
@@ -63,12 +78,51 @@ def test_only_managed_services_are_deleted() -> None:
     core = RecordingCore()
     managed = service_for(example("mysql-replicated.yaml", "StatefulSet"), "mysql", "db")
     managed["metadata"]["uid"] = "u1"
-    writer(core).delete(managed)
+    writer(core).delete("Service", managed)
     assert core.calls[0][:2] == ("delete", "db/mysql")
     assert core.calls[0][2].preconditions.uid == "u1", "only that very Service"
     mine = {"metadata": {"name": "mine", "namespace": "db", "uid": "u2", "labels": {}}}
+    for kind in ("Service", "PodDisruptionBudget"):
+        with pytest.raises(ValueError, match="unmanaged"):
+            writer(core).delete(kind, mine)
     with pytest.raises(ValueError, match="unmanaged"):
-        writer(core).delete(mine)
+        writer(core).replace_budget_spec(mine, {"maxUnavailable": 1})
+    with pytest.raises(ValueError, match="unmanaged"):
+        writer(core).create(mine, stored_set())
+    assert len(core.calls) == 1
+
+
+def test_adopting_sends_a_merge_patch() -> None:
+    """The client sends a JSON patch unless told: a dict body must say merge patch."""
+    core = RecordingCore()
+    managed = service("db")
+    managed["metadata"]["uid"] = "u1"
+    writer(core).adopt(managed, stored_set())
+    [(verb, _, (body, options))] = core.calls
+    assert verb == "patch"
+    assert options == {"_content_type": "application/merge-patch+json"}
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "set-uid"
+
+
+def test_a_quorum_budget_is_made_owned_and_patched_by_its_uid() -> None:
+    core = RecordingCore()
+    stateful_set = stored_set()
+    stateful_set["metadata"]["annotations"] = {"stateful-guard.io/min-replicas": "2"}
+    desired = budget_for(stateful_set)
+    assert desired is not None
+    assert writer(core).create(desired, stateful_set) == "created"
+    [(verb, namespace, body)] = core.calls
+    assert (verb, namespace, body["metadata"]["namespace"]) == ("create", "db", "db")
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "set-uid"
+    body["metadata"]["uid"] = "pdb-uid"
+    writer(core).replace_budget_spec(body, {**body["spec"], "maxUnavailable": 2})
+    _, name, patch = core.calls[1]
+    assert name == f"db/{body['metadata']['name']}"
+    assert patch[0] == {"op": "test", "path": "/metadata/uid", "value": "pdb-uid"}
+    assert patch[1]["path"] == "/metadata/labels/app.kubernetes.io~1managed-by"
+    assert patch[2]["op"] == "replace" and patch[2]["value"]["maxUnavailable"] == 2
+    writer(core).delete("PodDisruptionBudget", body)
+    assert core.calls[2][0] == "delete-pdb" and core.calls[2][2].preconditions.uid == "pdb-uid"
 
 
 class RecordingAdmission:

@@ -104,6 +104,41 @@ def test_our_identity_writes_only_our_services(cluster: Cluster, namespaced: Ins
     assert "stateful-guard writes only the Services labelled" in message(refused.value)
 
 
+def test_our_identity_writes_only_our_disruption_budgets(
+    cluster: Cluster, namespaced: Install
+) -> None:
+    """The same for PodDisruptionBudgets: as the webhook's ServiceAccount, a budget not
+    labelled ours, or ours with an empty selector (every pod of the namespace), is refused;
+    ours with a selector is made."""
+    ns = cluster.namespace(mode="enforce")
+    as_webhook = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    as_webhook.set_default_header("Impersonate-User", SERVICE_ACCOUNT)
+    budgets = k8s.PolicyV1Api(as_webhook)
+
+    def budget(name: str, labels: dict[str, str], selector: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"selector": selector, "maxUnavailable": 1},
+        }
+
+    ours = {"app.kubernetes.io/managed-by": "stateful-guard"}
+    with pytest.raises(ApiException) as refused:
+        budgets.create_namespaced_pod_disruption_budget(
+            ns, budget("theirs", {}, {"matchLabels": {"app": "db"}})
+        )
+    assert refused.value.status == 403
+    assert "stateful-guard writes only the PodDisruptionBudgets labelled" in message(refused.value)
+    with pytest.raises(ApiException) as refused:
+        budgets.create_namespaced_pod_disruption_budget(ns, budget("all", ours, {}))
+    assert "with a non-empty selector" in message(refused.value)
+    made = budgets.create_namespaced_pod_disruption_budget(
+        ns, budget("db-quorum", ours, {"matchLabels": {"app": "db"}})
+    )
+    assert made.metadata.labels == ours
+
+
 def test_server_id_init_container_runs_restricted(cluster: Cluster, namespaced: Install) -> None:
     """Pod Security admission (built into the API server) at `restricted` admits the pods the
     controller makes from an annotated set: the init container passes it."""

@@ -136,7 +136,13 @@ def trim_claim(obj: Obj) -> Obj:
 def trim_disruption_budget(obj: Obj) -> Obj:
     return {
         "metadata": _metadata(obj),
-        "spec": _pick(obj.get("spec"), "selector", "minAvailable", "maxUnavailable"),
+        "spec": _pick(
+            obj.get("spec"),
+            "selector",
+            "minAvailable",
+            "maxUnavailable",
+            "unhealthyPodEvictionPolicy",  # ours are kept in step with it
+        ),
     }
 
 
@@ -254,11 +260,17 @@ def get(
     return response
 
 
-def pages(client: k8s.ApiClient, path: str, page_size: int = 500) -> Iterator[Obj]:
-    """A collection listed in pages (`limit` and `continue`), each page as a dict."""
+def pages(
+    client: k8s.ApiClient,
+    path: str,
+    page_size: int = 500,
+    selectors: tuple[tuple[str, str], ...] = (),
+) -> Iterator[Obj]:
+    """A collection listed in pages (`limit` and `continue`), each page as a dict;
+    `selectors`: query parameters such as `("fieldSelector", "source=x")`."""
     token = ""
     while True:
-        query: list[tuple[str, Any]] = [("limit", page_size)]
+        query: list[tuple[str, Any]] = [("limit", page_size), *selectors]
         if token:
             query.append(("continue", token))
         page: Obj = orjson.loads(get(client, path, query).data)

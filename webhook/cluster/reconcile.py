@@ -1,4 +1,5 @@
-"""The leader's background work on managed headless Services: the only writes we make.
+"""The leader's background work on managed headless Services and quorum
+PodDisruptionBudgets: the only writes we make.
 
 Admission has no side effects. The headless-service mutation only marks a set that names a
 missing Service (`stateful-guard.io/managed-service: "true"`); every `--reconcile-interval`
@@ -14,6 +15,12 @@ A set that was refused, or only dry-run, was never stored, so it never gets a Se
 
 Managed Services without an owner (made by releases that created them at admission) are
 adopted by their set once it exists, and deleted if it never appeared within `grace` seconds.
+
+Where `disruptionBudgets` is on (config; off by default) and quorum is enforced, a quorum
+set gets a PodDisruptionBudget (`policies.quorum_profile.budget_for`), owned by the set, kept in
+step with its replicas, and deleted when the set no longer needs one. Never over a user's:
+a set whose pods another PodDisruptionBudget selects gets none, and ours is deleted when
+one appears (the eviction API refuses every eviction of a pod two budgets select).
 """
 
 from __future__ import annotations
@@ -23,15 +30,18 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from policies.headless_service import (
-    DNS_1035,
-    MANAGED_BY,
-    MANAGED_SERVICE,
+from policies.headless_service import DNS_1035, MANAGED_SERVICE, service_for
+from policies.objects import (
     SET_ANNOTATION,
-    service_for,
+    annotations_of,
+    is_managed,
+    metadata,
+    pod_template_labels,
+    selects,
+    spec,
 )
-from policies.objects import annotations_of, labels, metadata, selects, spec
-from policies.view import SERVICE, STATEFUL_SET, ClusterView
+from policies.quorum_profile import budget_for
+from policies.view import DISRUPTION_BUDGET, SERVICE, STATEFUL_SET, ClusterView
 
 log = logging.getLogger("stateful_guard.reconcile")
 
@@ -40,11 +50,15 @@ NEVER = frozenset({"kube-system"})
 
 
 class Writer(Protocol):
-    def create(self, service: Mapping[str, Any], owner: Mapping[str, Any]) -> str: ...
+    def create(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> str: ...
 
     def adopt(self, service: Mapping[str, Any], stateful_set: Mapping[str, Any]) -> None: ...
 
-    def delete(self, service: Mapping[str, Any]) -> None: ...
+    def replace_budget_spec(
+        self, budget: Mapping[str, Any], new_spec: Mapping[str, Any]
+    ) -> None: ...
+
+    def delete(self, kind: str, obj: Mapping[str, Any]) -> None: ...
 
 
 def _age(obj: Mapping[str, Any], now: dt.datetime) -> float:
@@ -63,9 +77,9 @@ def guarded_namespaces(
     enforced: Callable[[str], bool],
     own_namespace: str,
 ) -> Callable[[str], bool]:
-    """Where the leader may create Services: namespaces the mutating webhook's
+    """Where the leader may create objects: namespaces the mutating webhook's
     `namespaceSelector` selects (None: the configuration could not be read, so nowhere) and
-    where headless-service is enforced."""
+    where `enforced` says (the policy the object serves is enforced there)."""
 
     def guarded(namespace: str) -> bool:
         if selector is None or namespace in NEVER or namespace == own_namespace:
@@ -107,7 +121,7 @@ def _tend_unowned(
 ) -> list[str]:
     done = []
     for service in view.list(SERVICE):
-        if any(labels(service).get(k) != v for k, v in MANAGED_BY.items()):
+        if not is_managed(service):
             continue
         meta = metadata(service)
         if meta.get("ownerReferences"):
@@ -120,9 +134,71 @@ def _tend_unowned(
                 writer.adopt(service, stateful_set)
                 done.append(f"adopted Service {namespace}/{name} by StatefulSet {set_name}")
         elif _age(service, now) > grace:
-            writer.delete(service)
+            writer.delete(SERVICE, service)
             done.append(
                 f"deleted Service {namespace}/{name}: StatefulSet {set_name} never appeared"
+            )
+    return done
+
+
+def _budget_wanted(
+    view: ClusterView, stateful_set: Mapping[str, Any], *, wanted: bool
+) -> tuple[dict[str, Any] | None, str]:
+    """The budget a set should have (None: none of ours), and why not when it should not."""
+    if not wanted:
+        return None, "disruptionBudgets is off, or quorum not enforced, in its namespace"
+    desired = budget_for(stateful_set)
+    if desired is None:
+        return None, "the set has no quorum member to spare"
+    namespace = str(metadata(stateful_set).get("namespace") or "")
+    pod_labels = pod_template_labels(stateful_set)
+    for other in view.list(DISRUPTION_BUDGET, namespace):
+        if not is_managed(other) and selects(spec(other).get("selector"), pod_labels):
+            return None, f"PodDisruptionBudget {metadata(other).get('name')} selects its pods"
+    return desired, ""
+
+
+def _tend_budgets(
+    view: ClusterView,
+    writer: Writer,
+    *,
+    delay: float,
+    wanted: Callable[[str], bool],
+    now: dt.datetime,
+) -> list[str]:
+    if not view.has(DISRUPTION_BUDGET):
+        return []
+    ours = {
+        (str(metadata(b).get("namespace")), annotations_of(b).get(SET_ANNOTATION)): b
+        for b in view.list(DISRUPTION_BUDGET)
+        if is_managed(b)
+    }
+    done = []
+    for stateful_set in view.list(STATEFUL_SET):
+        meta = metadata(stateful_set)
+        namespace, set_name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        mine = ours.get((namespace, set_name))
+        desired, why_not = _budget_wanted(
+            view, stateful_set, wanted=bool(meta.get("uid")) and wanted(namespace)
+        )
+        if mine is not None:
+            name = f"{namespace}/{metadata(mine).get('name')}"
+            if desired is None:
+                writer.delete(DISRUPTION_BUDGET, mine)
+                done.append(
+                    f"deleted PodDisruptionBudget {name} of StatefulSet {set_name}: {why_not}"
+                )
+            elif any(spec(mine).get(k) != v for k, v in desired["spec"].items()):
+                writer.replace_budget_spec(mine, desired["spec"])
+                done.append(
+                    f"updated PodDisruptionBudget {name} of StatefulSet {set_name}: "
+                    f"maxUnavailable {desired['spec']['maxUnavailable']}"
+                )
+        elif desired is not None and _age(stateful_set, now) >= delay:
+            result = writer.create(desired, stateful_set)
+            done.append(
+                f"{result} PodDisruptionBudget {namespace}/{desired['metadata']['name']} for "
+                f"StatefulSet {set_name}: maxUnavailable {desired['spec']['maxUnavailable']}"
             )
     return done
 
@@ -134,10 +210,15 @@ def reconcile_once(
     grace: float,
     delay: float,
     guarded: Callable[[str], bool],
+    budgets: Callable[[str], bool] | None = None,
     now: dt.datetime | None = None,
 ) -> list[str]:
-    """One pass; returns what it did, each line starting with the action. Blocking."""
+    """One pass; returns what it did, each line starting with the action. Blocking.
+    `guarded`: where Services are made; `budgets`: where quorum sets get budgets (None: not
+    known this pass, so budgets are left as they are)."""
     now = now or dt.datetime.now(dt.UTC)
-    return _create_missing(view, writer, delay=delay, guarded=guarded, now=now) + _tend_unowned(
-        view, writer, grace=grace, now=now
-    )
+    done = _create_missing(view, writer, delay=delay, guarded=guarded, now=now)
+    done += _tend_unowned(view, writer, grace=grace, now=now)
+    if budgets is not None:
+        done += _tend_budgets(view, writer, delay=delay, wanted=budgets, now=now)
+    return done

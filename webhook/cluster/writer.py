@@ -1,11 +1,12 @@
-"""The only writes stateful-guard makes to the cluster: managed headless Services, by the
-Lease leader (`webhook/cluster/reconcile.py`).
+"""The only writes stateful-guard makes to the cluster's objects: managed headless Services
+and quorum PodDisruptionBudgets, by the Lease leader (`webhook/cluster/reconcile.py`).
 
 Created in their set's namespace only, owned by the set (so the garbage collector removes
-them with it), and never over an existing Service (a create, not an apply: an existing one
-answers 409 and is left alone); deleted only when they carry our managed-by label. The
-ServiceAccount may write no other Service: a ValidatingAdmissionPolicy in deploy/ holds it
-to that. Calls block: run them in a thread.
+them with it), and never over an existing object (a create, not an apply: an existing one
+answers 409 and is left alone); changed or deleted only when they carry our managed-by
+label, with the uid as precondition. The ServiceAccount may write no other Service or
+budget: a ValidatingAdmissionPolicy in deploy/ holds it to that. Calls block: run them in a
+thread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, cast
 
 from kubernetes import client as k8s
 
-from policies.headless_service import MANAGED_BY
+from policies.objects import is_managed
 
 log = logging.getLogger("stateful_guard.writer")
 
@@ -44,25 +45,51 @@ def _reference(stateful_set: Mapping[str, Any]) -> dict[str, Any]:
 class ClusterWriter:
     def __init__(self, api: k8s.ApiClient) -> None:
         self.core = k8s.CoreV1Api(api)
+        self.policy = k8s.PolicyV1Api(api)
         self.admission = k8s.AdmissionregistrationV1Api(api)
 
-    def create(self, service: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
-        """Create `service` in its owner's namespace; returns what happened: created or
-        exists."""
-        obj = copy.deepcopy(dict(service))
-        if obj.get("kind") != "Service":
-            raise ValueError(f"unsupported object: {obj.get('kind')}")
+    def create(self, obj: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
+        """Create a managed Service or PodDisruptionBudget in its owner's namespace; returns
+        what happened: created or exists."""
+        body = copy.deepcopy(dict(obj))
+        if not is_managed(body):
+            raise ValueError(f"refusing to create unmanaged {body.get('kind')}")
         namespace = owner["metadata"]["namespace"]
-        obj["metadata"]["namespace"] = namespace  # the set's namespace, whatever it says
-        obj["metadata"]["ownerReferences"] = [_reference(owner)]
+        body["metadata"]["namespace"] = namespace  # the set's namespace, whatever it says
+        body["metadata"]["ownerReferences"] = [_reference(owner)]
         try:
             # The client sends a plain dict as it is; no round trip through its models.
-            self.core.create_namespaced_service(namespace, cast("k8s.V1Service", obj))
+            if body.get("kind") == "Service":
+                self.core.create_namespaced_service(namespace, cast("k8s.V1Service", body))
+            elif body.get("kind") == "PodDisruptionBudget":
+                self.policy.create_namespaced_pod_disruption_budget(
+                    namespace, cast("k8s.V1PodDisruptionBudget", body)
+                )
+            else:
+                raise ValueError(f"unsupported object: {body.get('kind')}")
         except k8s.ApiException as exc:
             if exc.status == 409:
                 return "exists"
             raise
         return "created"
+
+    def replace_budget_spec(self, budget: Mapping[str, Any], new_spec: Mapping[str, Any]) -> None:
+        """Give a managed PodDisruptionBudget a new spec (a JSON patch that first tests the uid
+        and the label, so a budget replaced or taken over meanwhile is left alone)."""
+        meta = _ours(budget)
+        self.policy.patch_namespaced_pod_disruption_budget(
+            meta["name"],
+            meta["namespace"],
+            [
+                {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+                *(
+                    {"op": "test", "path": f"/metadata/labels/{k.replace('/', '~1')}", "value": v}
+                    for k, v in meta["labels"].items()
+                    if k == "app.kubernetes.io/managed-by"
+                ),
+                {"op": "replace", "path": "/spec", "value": dict(new_spec)},
+            ],
+        )
 
     def fail_closed(self) -> list[str]:
         """Turn the webhooks our ValidatingWebhookConfiguration names in its annotation from
@@ -107,14 +134,26 @@ class ClusterWriter:
             meta["name"],
             meta["namespace"],
             {"metadata": {"ownerReferences": [_reference(stateful_set)], "uid": meta["uid"]}},
+            # a dict is not a JSON patch, which the client sends by default
+            _content_type="application/merge-patch+json",
         )
 
-    def delete(self, service: Mapping[str, Any]) -> None:
-        meta = service["metadata"]
-        if {k: meta.get("labels", {}).get(k) for k in MANAGED_BY} != MANAGED_BY:
-            raise ValueError(f"refusing to delete unmanaged Service {meta['name']}")
-        self.core.delete_namespaced_service(
-            meta["name"],
-            meta["namespace"],
-            body=k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=meta["uid"])),
-        )
+    def delete(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """Delete a managed Service or PodDisruptionBudget (the uid as precondition)."""
+        meta = _ours(obj)
+        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=meta["uid"]))
+        if kind == "Service":
+            self.core.delete_namespaced_service(meta["name"], meta["namespace"], body=options)
+        elif kind == "PodDisruptionBudget":
+            self.policy.delete_namespaced_pod_disruption_budget(
+                meta["name"], meta["namespace"], body=options
+            )
+        else:
+            raise ValueError(f"unsupported object: {kind}")
+
+
+def _ours(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta: Mapping[str, Any] = obj["metadata"]
+    if not is_managed(obj):
+        raise ValueError(f"refusing to change unmanaged object {meta['name']}")
+    return meta

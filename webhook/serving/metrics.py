@@ -28,10 +28,18 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.admissions = _Admissions()
         self.registry.register(self.admissions)
-        self.managed_services = Counter(
-            "stateful_guard_managed_services",
-            "What the leader did to managed headless Services (created, adopted, deleted).",
-            ["action"],
+        self.managed_objects = Counter(
+            "stateful_guard_managed_objects",
+            "What the leader did to the headless Services and PodDisruptionBudgets it manages "
+            "(created, exists, adopted, updated, deleted).",
+            ["kind", "action"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "stateful_guard_events",
+            "Events recording refused deletes, evictions and scales (written, repeated: a "
+            "repeat raised an Event's count, failed, dropped: the queue was full).",
+            ["result"],
             registry=self.registry,
         )
         self.cert_reloads = Gauge(
