@@ -22,6 +22,7 @@ Case format:
       message: [substrings of the denial]
       warnings: [substrings, each found in some warning]   # []: none from this policy
       annotations: [audit annotation keys]
+      records: ["Refused Delete Pod web-0 [force-delete]"]   # the Events it leaves, exactly
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from policies.config import Config
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
 from tests.support import EXAMPLES, load_yaml, request_dict
+from webhook.cluster.events import records
 from webhook.cluster.live import RESOURCES
 from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine, Outcome
@@ -137,6 +139,12 @@ def _check(case: Case, outcome: Outcome) -> None:
         assert not warning.endswith("..."), f"policy warning needed truncation: {warning}"
     for key in expect.get("annotations", []):
         assert key in outcome.audit_annotations, outcome.audit_annotations
+    if "records" in expect:
+        made = [
+            f"{r.reason} {r.action} {r.kind} {r.name} [{r.policy}]"
+            for r in records(case.request(), outcome)
+        ]
+        assert made == expect["records"]
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)

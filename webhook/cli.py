@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,14 +46,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8443"
 
 
-def load_config(path: Path | None) -> Config:
-    if path is None:
-        return Config()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    return Config.from_yaml(text, source=str(path))
+def load_config(paths: Sequence[Path] | None) -> Config:
+    """The config from `--config` files, each later one over the ones before."""
+    layers = []
+    for path in paths or ():
+        try:
+            layers.append((str(path), path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return Config.from_layers(layers)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -92,14 +93,25 @@ def _serve(args: argparse.Namespace) -> int:
             "let their failure mode decide (pass --objects FILE to give them some)"
         )
     engine = Engine(view, config)
+    recorder = None
     if live is not None:
+        from webhook.cluster.events import EventRecorder
+
         jobs += _leader_jobs(args, live, engine, metrics)
+        recorder = EventRecorder(
+            live.client,
+            live,
+            instance=_identity(),
+            count=lambda result: metrics.events.labels(result).inc(),
+        )
+        jobs.append(recorder.run)
     state = ServerState(
         engine=engine,
         metrics=metrics,
         ready=live.ready if live else lambda: True,
         jobs=jobs,
         limits=Limits(max_connections=args.max_connections) if args.max_connections else Limits(),
+        record=recorder.submit if recorder else None,
     )
     host, port = args.listen
     try:
@@ -131,10 +143,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _leader_jobs(
     args: argparse.Namespace, live: LiveView, engine: Engine, metrics: Metrics
 ) -> list[Job]:
-    """Leader election, and what only the leader does: managed Services, PolicyReports; and,
+    """Leader election, and what only the leader does: managed Services and budgets,
+    PolicyReports; and,
     on every replica, the data webhooks made fail-closed once the API server reaches us."""
+    from policies.base import Policy
     from policies.headless_service import POLICY as HEADLESS_SERVICE
     from policies.modes import Mode
+    from policies.quorum import POLICY as QUORUM
     from webhook.audits import policyreports
     from webhook.cluster.lease import LeaseElector, periodically
     from webhook.cluster.reconcile import guarded_namespaces, reconcile_once
@@ -144,27 +159,37 @@ def _leader_jobs(
     elector = LeaseElector(live.client, namespace=args.namespace, identity=_identity())
 
     def reconcile() -> list[str]:
-        guarded = guarded_namespaces(
-            live,
-            writer.mutating_namespace_selector(),
-            enforced=lambda ns: engine.mode_for(HEADLESS_SERVICE, ns) is Mode.ENFORCE,
-            own_namespace=args.namespace,
-        )
+        selector = writer.mutating_namespace_selector()
+        config = engine.config
+
+        def enforced(policy: Policy) -> Callable[[str], bool]:
+            return lambda namespace: engine.mode_for(policy, namespace) is Mode.ENFORCE
+
+        def budgets(namespace: str) -> bool:
+            return config.disruption_budgets_for(namespace) and enforced(QUORUM)(namespace)
+
         done = reconcile_once(
             live,
             writer,
             grace=args.managed_service_grace,
             delay=args.managed_service_delay,
-            guarded=guarded,
+            guarded=guarded_namespaces(
+                live, selector, enforced=enforced(HEADLESS_SERVICE), own_namespace=args.namespace
+            ),
+            # Unread webhook configuration: budgets stay as they are (none made, none deleted).
+            budgets=None
+            if selector is None
+            else guarded_namespaces(live, selector, enforced=budgets, own_namespace=args.namespace),
         )
         for line in done:
-            metrics.managed_services.labels(line.split(" ", 1)[0]).inc()
+            action, kind = line.split(" ", 2)[:2]
+            metrics.managed_objects.labels(kind, action).inc()
         return done
 
     jobs: list[Job] = [
         elector.run,
         lambda: elector.while_leading(
-            args.reconcile_interval, reconcile, what="reconcile managed Services"
+            args.reconcile_interval, reconcile, what="reconcile managed objects"
         ),
         # Shipped `Ignore`, the data webhooks turn `Fail` only once this replica's view is
         # ready and the API server has called it: an install that never serves locks out
@@ -259,7 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tls.crt/tls.key; made here with a local CA when missing "
         f"(default {DEFAULT_CERT_DIR})",
     )
-    serve.add_argument("--config", type=Path, help="policy configuration file (YAML)")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="policy configuration file (YAML); repeated, each over the ones before (a profile)",
+    )
     view = serve.add_mutually_exclusive_group()
     view.add_argument("--kubeconfig", help="watch the cluster this kubeconfig names")
     view.add_argument(
@@ -301,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="how often the leader reconciles managed headless Services",
+        help="how often the leader reconciles managed headless Services and budgets",
     )
     serve.add_argument(
         "--audit-interval",
@@ -315,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="create a marked set's missing headless Service once the set is this old",
+        help="create a marked set's missing headless Service (a quorum set's budget) once "
+        "the set is this old",
     )
     serve.add_argument(
         "--managed-service-grace",
@@ -369,7 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="more cluster objects for the view, e.g. the cluster's StorageClasses",
     )
-    audit.add_argument("--config", type=Path, help="policy configuration file (YAML)")
+    audit.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="policy configuration file (YAML); repeated, each over the ones before (a profile)",
+    )
     audit.add_argument("--kubeconfig", help="with --cluster: the cluster this kubeconfig names")
     audit.add_argument(
         "--in-cluster", action="store_true", help="with --cluster: the cluster we run in"

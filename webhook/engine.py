@@ -55,8 +55,9 @@ class Verdict(NamedTuple):
 
     `refusals` are enforced denials; `warnings` what the user was warned of (in warn mode,
     the would-be denials too); `changes` what was (enforce) or would be (warn, audit) mutated;
-    `audits` what audit mode recorded. (A named tuple: made for every policy that speaks, on
-    every request, at a third of a frozen dataclass's cost.)"""
+    `audits` what audit mode recorded; `denied` the one-line form of what the policy denies
+    or, in warn and audit modes, would deny (Events record it). (A named tuple: made for
+    every policy that speaks, on every request, at a third of a frozen dataclass's cost.)"""
 
     policy: str
     mode: Mode
@@ -65,6 +66,7 @@ class Verdict(NamedTuple):
     warnings: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()
     audits: tuple[str, ...] = ()
+    denied: tuple[str, ...] = ()
 
     @property
     def messages(self) -> tuple[str, ...]:
@@ -159,8 +161,9 @@ class _Verdicts:
             if warned
             else "allow"
         )
+        denied = tuple([d.short for d in denials]) if denials else ()
         self.outcome.verdicts.append(
-            Verdict(pid, mode, decision, refusals, warned, changes, audits)
+            Verdict(pid, mode, decision, refusals, warned, changes, audits, denied)
         )
 
     def skip(self, policy: Policy, mode: Mode, subject: str) -> None:

@@ -91,7 +91,9 @@ def test_every_webhook_excludes_kube_system_and_ourselves(scope: str) -> None:
             "operator": "NotIn",
             "values": ["kube-system", NAMESPACE],
         } in expressions, hook["name"]
-        assert hook["sideEffects"] == "None"
+        # The data webhooks record refusals as Events, never for a dry run.
+        data = hook["name"].split(".")[0] in ("pods", "data", "evictions")
+        assert hook["sideEffects"] == ("NoneOnDryRun" if data else "None"), hook["name"]
         assert hook["admissionReviewVersions"] == ["v1"]
         assert 1 <= hook["timeoutSeconds"] <= 10
 
@@ -159,6 +161,31 @@ def test_the_shipped_config_loads() -> None:
 
     config = next(o for o in render("namespaced") if o["kind"] == "ConfigMap")
     Config.from_yaml(config["data"]["config.yaml"])
+
+
+def test_the_drain_safe_profile_turns_budgets_and_reports_on(tmp_path: Path) -> None:
+    """The component adds a config file read over the shipped one, and the audit interval."""
+    from policies.config import Config
+    from policies.registry import BY_ID
+
+    objects = keyed(with_components(tmp_path, "drain-safe"))
+    data = objects[("ConfigMap", "stateful-guard-config")]["data"]
+    pod = objects[("Deployment", "stateful-guard")]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    files = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--config=")]
+    assert files == [
+        "/etc/stateful-guard/config/config.yaml",
+        "/etc/stateful-guard/config/drain-safe.yaml",
+    ]
+    assert "--audit-interval=300" in container["args"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "config"]
+    assert "items" not in volume["configMap"], "every key of the ConfigMap is a file"
+    config = Config.from_layers([(f, data[f.rsplit("/", 1)[1]]) for f in files])
+    assert config.disruption_budgets_for("any") is True
+    assert config == Config.from_yaml(data["config.yaml"]).model_copy(
+        update={"disruption_budgets": True}
+    ), "nothing else of the shipped config changes"
+    assert config.policy_mode(BY_ID["quorum"]).value == "enforce"
 
 
 def test_deployment_runs_restricted() -> None:

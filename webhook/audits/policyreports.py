@@ -4,18 +4,27 @@ Kubernetes Policy WG defined and Kyverno, Trivy and dashboards read.
 Bounded: every non-passing result is listed (up to MAX_RESULTS), passes are only counted in
 the summary, so a namespace with thousands of healthy objects keeps a small report. Reports
 are created, or replaced in place, under one name per namespace.
+
+Besides the objects judged now, a report lists the refused attempts the webhook recorded as
+Events (`webhook/cluster/events.py`): one result per Event, category `refused attempt`,
+`fail` where the delete, eviction or scale was refused and `warn` where warn or audit mode
+would have refused it, with the user and the number of tries in its properties. Events
+live as long as the API server keeps them (an hour by default).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes import client as k8s
 
 from policies.config import Config
 from webhook.audits.audit import Report, cluster_subjects, judge
+from webhook.cluster import events
 from webhook.cluster.live import cluster_objects
 from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
@@ -27,7 +36,55 @@ RESULT = {"fail": "fail", "warn": "warn", "change": "warn", "audit": "warn"}
 SEVERITY = {"fail": "high", "warn": "medium", "change": "low", "audit": "low"}
 
 
-def policy_reports(report: Report, *, now: float | None = None) -> list[dict[str, Any]]:
+def _seconds(stamp: object) -> int:
+    try:
+        return int(dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def attempt_result(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A recorded refusal as a PolicyReport result, and the namespace it belongs to."""
+    involved = event.get("involvedObject") or {}
+    meta = event.get("metadata") or {}
+    notes = meta.get("annotations") or {}
+    refused = event.get("reason") == "Refused"
+    policy = str(notes.get(events.POLICY_ANNOTATION) or "unknown")
+    action = str(event.get("action") or "")
+    namespace = str(involved.get("namespace") or meta.get("namespace") or "")
+    resource = {
+        k: involved[k] for k in ("apiVersion", "kind", "name", "namespace", "uid") if k in involved
+    }
+    return namespace, {
+        "source": NAME,
+        "policy": policy,
+        "rule": f"{policy}/{action.lower() or 'attempt'}",
+        "category": "refused attempt",
+        "result": "fail" if refused else "warn",
+        "severity": "high" if refused else "medium",
+        "message": str(event.get("message") or ""),
+        "resources": [resource],
+        "timestamp": {"seconds": _seconds(event.get("lastTimestamp")), "nanos": 0},
+        "properties": {
+            "attempt": action,
+            "outcome": "refused" if refused else "would refuse",
+            "mode": str(notes.get(events.MODE_ANNOTATION) or ""),
+            "user": str(notes.get(events.USER_ANNOTATION) or ""),
+            "count": str(event.get("count") or 1),
+            "firstTimestamp": str(event.get("firstTimestamp") or ""),
+            "lastTimestamp": str(event.get("lastTimestamp") or ""),
+        },
+    }
+
+
+def policy_reports(
+    report: Report,
+    *,
+    attempts: Iterable[Mapping[str, Any]] = (),
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """One report per namespace: `report`'s findings and the recorded refused `attempts`
+    (our Events)."""
     stamp = {"seconds": int(now or time.time()), "nanos": 0}
     by_namespace: dict[str, list[dict[str, Any]]] = defaultdict(list)
     summaries: dict[str, dict[str, int]] = defaultdict(
@@ -63,6 +120,10 @@ def policy_reports(report: Report, *, now: float | None = None) -> list[dict[str
                 }
             )
         summary["pass"] += sum(1 for p in judged.policies if p not in flagged)
+    for event in attempts:
+        namespace, attempt = attempt_result(event)
+        summaries[namespace][attempt["result"]] += 1
+        by_namespace[namespace].append(attempt)
     reports = []
     for namespace in sorted(summaries):
         results = by_namespace[namespace]
@@ -115,4 +176,4 @@ def refresh(api: k8s.ApiClient, config: Config) -> list[str]:
     whole pod template)."""
     objects = cluster_objects(api)
     report = judge(Engine(MemoryView(objects), config), cluster_subjects(objects))
-    return write(api, policy_reports(report))
+    return write(api, policy_reports(report, attempts=events.recorded(api)))

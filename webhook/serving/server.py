@@ -28,6 +28,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from policies.request import AdmissionRequest
 from webhook import collector, logs
 from webhook.engine import Engine, Outcome
 from webhook.serving.admission import ReviewError, encode_answer, parse_review
@@ -110,6 +111,9 @@ class ServerState:
     in_flight: InFlight = field(default_factory=InFlight)
     draining: bool = False  # set on SIGTERM
     limits: Limits = field(default_factory=Limits)
+    # Given each answered request and its outcome, off the request's path: the Events that
+    # record refused deletes, evictions and scales (webhook/cluster/events.py).
+    record: Callable[[AdmissionRequest, Outcome], None] | None = None
 
 
 STATE = web.AppKey("state", ServerState)
@@ -180,6 +184,8 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
                     engine.mutate(admission) if endpoint == "mutate" else engine.validate(admission)
                 )
                 _log_outcome(endpoint, admission.uid, outcome)
+                if state.record is not None:
+                    state.record(admission, outcome)
                 answer = encode_answer(admission.uid, outcome)
                 response = web.Response(body=answer, content_type=JSON)
     except web.HTTPRequestEntityTooLarge:
