@@ -7,6 +7,7 @@ record or a patch in one place.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +34,12 @@ class Settings(Protocol):
 
     @property
     def server_id_image(self) -> str: ...
+
+    @property
+    def break_glass_annotations(self) -> bool: ...
+
+    @property
+    def longest_exception(self) -> dt.timedelta: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,7 @@ class Review:
     object: dict[str, Any] | None
     view: ClusterView
     config: Settings
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     _edits: Edits | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -148,6 +156,11 @@ class Review:
     def namespace(self) -> str:
         return self.request.namespace
 
+    @property
+    def now(self) -> dt.datetime:
+        """The engine's time (tests set theirs), for the few policies that read time."""
+        return self.clock()
+
 
 PolicyFunc = Callable[[Review], Result]
 
@@ -164,6 +177,8 @@ class Policy:
     # Guards data (force-delete, pvc-protection, quorum): never skipped by an object's
     # `stateful-guard.io/skip` annotation; each has its own break-glass rules instead.
     guards_data: bool = False
+    # Whether a GuardException can let a request past it (not the check of exceptions).
+    exceptable: bool = True
 
     @property
     def mutates(self) -> bool:

@@ -1,5 +1,6 @@
 """The one configuration file: per-policy modes and failure modes, per-namespace overrides,
-break-glass identities and the server-id init image.
+break-glass identities (and whether break-glass annotations count), how long a
+GuardException may last, and the server-id init image.
 
 Validated whole before anything uses it: an error names the offending key, and there is
 never a half-loaded policy set.
@@ -7,12 +8,14 @@ never a half-loaded policy set.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from policies.exceptions import parse_duration
 from policies.modes import FailureMode, Mode
 from policies.registry import POLICY_IDS
 
@@ -74,6 +77,24 @@ class NamespaceSettings(_Section):
 class BreakGlass(_Section):
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
+    # Whether stateful-guard.io/allow-force-delete and allow-data-deletion on an object open
+    # its data guard. Off: only GuardExceptions do (reviewable, expiring, recorded).
+    annotations: bool = False
+
+
+class ExceptionSettings(_Section):
+    # The longest a GuardException may be in force after its creation (`30m`, `8h`, `7d`).
+    max_duration: str = "7d"
+
+    @field_validator("max_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def longest(self) -> dt.timedelta:
+        return parse_duration(self.max_duration)
 
 
 class ServerIdSettings(_Section):
@@ -85,6 +106,7 @@ class Config(_Section):
     namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
     server_id: ServerIdSettings = Field(default_factory=ServerIdSettings)
+    exceptions: ExceptionSettings = Field(default_factory=ExceptionSettings)
     # A set whose persistentVolumeClaimRetentionPolicy says Delete: its owner declared that
     # deleting or scaling it deletes claims. `allow` (default) warns; `refuse` keeps guarding.
     retention_delete: RetentionDelete = "allow"
@@ -156,6 +178,14 @@ class Config(_Section):
 
     def is_break_glass(self, username: str, groups: list[str]) -> bool:
         return username in self.break_glass.users or not self.break_glass.groups.isdisjoint(groups)
+
+    @property
+    def break_glass_annotations(self) -> bool:
+        return self.break_glass.annotations
+
+    @property
+    def longest_exception(self) -> dt.timedelta:
+        return self.exceptions.longest
 
 
 def _over(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ Rule: removing a StatefulSet pod from the API at once is refused while it may st
   pods-DELETE admission for it; the pod is found by name in the cluster view;
 - a pod UPDATE that removes or changes its `statefulset.kubernetes.io/pod-name` label, the
   mark the pods webhook selects on (so the next request would not reach us);
-- a StatefulSet whose pod template carries `stateful-guard.io/allow-force-delete`: it would
-  pre-arm every pod, silently and for good.
+- a StatefulSet whose pod template carries `stateful-guard.io/allow-force-delete`, where
+  break-glass annotations count: it would pre-arm every pod, silently and for good (where
+  they do not, it is inert and warned of; `policies.break_glass`).
 
 A pod is a set pod by its ownerReference, its pod-name label or its `<set>-<ordinal>` name
 (`objects.stateful_set_of_pod`): an orphaned pod (`kubectl delete sts --cascade=orphan`) is
@@ -26,8 +27,9 @@ else the pod's own, and 0 for pods never scheduled or already finished), pods UP
 
 Allowed: the kubelet's final delete of a terminating pod on its own node, Kubernetes' own
 controllers (pod GC, node lifecycle, the namespace and garbage collectors), configured
-break-glass users and groups, and pods annotated `stateful-guard.io/allow-force-delete`
-(one pod at a time, by whoever may annotate pods: see README "Security").
+break-glass users and groups, pods of a fenced node, a GuardException naming the pod (the
+engine applies it), and, where the configuration lets annotations count, pods annotated
+`stateful-guard.io/allow-force-delete` (README "Security").
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policies import break_glass
 from policies.base import Match, Policy, Result, Review
 from policies.modes import FailureMode
 from policies.objects import (
     POD_NAME_LABEL,
-    annotations_of,
     claim_names_of_pod,
     is_kubernetes_controller,
     is_running,
@@ -51,12 +53,11 @@ from policies.objects import (
 )
 from policies.view import NODE, POD, STATEFUL_SET
 
-ALLOW_ANNOTATION = "stateful-guard.io/allow-force-delete"
-
 
 def _exempt(review: Review, pod: Mapping[str, Any]) -> bool:
     """Who may remove a set pod at once: the kubelet finishing a graceful delete, Kubernetes'
-    controllers, break-glass identities, and anyone for a pod annotated for it."""
+    controllers, break-glass identities, anyone for a pod of a fenced node, and anyone for a
+    pod annotated for it where annotations count."""
     user = review.request.user_info
     node = spec(pod).get("nodeName")
     if user.username == f"system:node:{node}" and metadata(pod).get("deletionTimestamp"):
@@ -67,7 +68,7 @@ def _exempt(review: Review, pod: Mapping[str, Any]) -> bool:
         return True
     if _fenced(review, node):
         return True
-    return bool(str(annotations_of(pod).get(ALLOW_ANNOTATION, "")).strip())
+    return break_glass.annotated(review, pod, break_glass.FORCE_DELETE)
 
 
 def _fenced(review: Review, node: object) -> bool:
@@ -126,8 +127,8 @@ def _removal(review: Review, pod: Mapping[str, Any], grace: object, *, eviction:
         f"pod {namespace}/{pod_name} belongs to StatefulSet {set_name}; {how} can start a "
         f"second {pod_name} while the first {still}. {fix}. If node {node} is down, confirm "
         f"it is powered off, then `kubectl taint nodes {node} {OUT_OF_SERVICE}` (Kubernetes "
-        "then deletes its pods safely); to force-delete this one pod anyway, annotate it "
-        f"{ALLOW_ANNOTATION}=<reason>.",
+        "then deletes its pods safely); to force-delete this one pod anyway, "
+        f"{_way_past(review, pod_name)}.",
         short=f"pod {namespace}/{pod_name} of StatefulSet {set_name} with grace period 0; "
         f"{short_fix}",
     )
@@ -165,30 +166,21 @@ def _relabel(review: Review) -> Result:
     return Result.deny(
         f"{owner}: removing or changing its label {POD_NAME_LABEL} while it runs hides a "
         "StatefulSet pod from the force-delete guard (the webhook selects pods by it). Keep "
-        f"the label; to force-delete this one pod, annotate it {ALLOW_ANNOTATION}=<reason>.",
+        f"the label; to force-delete this one pod, {_way_past(review, request.object_name)}.",
         short=f"{owner}: keep label {POD_NAME_LABEL} on a running StatefulSet pod",
     )
 
 
-def _template(review: Review) -> Result:
-    """StatefulSet CREATE/UPDATE: the break-glass annotation is for one pod, not all."""
-    request = review.request
-    template = spec(request.object).get("template")
-    if ALLOW_ANNOTATION not in annotations_of(template if isinstance(template, dict) else None):
-        return Result.allow()
-    owner = ref("StatefulSet", request.namespace, request.object_name)
-    return Result.deny(
-        f"{owner}: its pod template carries {ALLOW_ANNOTATION}, which would let every pod it "
-        "makes be force-deleted, now and later. Remove it from the template; annotate the "
-        "one pod you mean to force-delete, when you do.",
-        short=f"{owner}: remove {ALLOW_ANNOTATION} from the pod template",
+def _way_past(review: Review, pod: str) -> str:
+    return break_glass.way_past(
+        review, "force-delete", "pod", pod, annotate=f"it {break_glass.FORCE_DELETE}"
     )
 
 
 def validate(review: Review) -> Result:
     request = review.request
     if request.resource.resource == "statefulsets":
-        return _template(review)
+        return break_glass.in_templates(review, break_glass.FORCE_DELETE)
     if request.sub_resource == "eviction":
         return _eviction(review)
     if request.operation == "UPDATE":

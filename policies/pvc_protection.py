@@ -13,9 +13,13 @@ Rule:
   `spec.ordinals.start` is too, for every ordinal that leaves the range) deletes claims, and
   that is what they asked for. It is warned of when a set is created with it, or changed to
   it, and when the delete or scale-down happens; it is refused only where the configuration
-  says `retentionDelete: refuse` (globally or for the namespace), unless the set is annotated
-  `stateful-guard.io/allow-data-deletion`. An orphaning delete (`--cascade=orphan`) deletes
-  no claims and is never refused.
+  says `retentionDelete: refuse` (globally or for the namespace). An orphaning delete
+  (`--cascade=orphan`) deletes no claims and is never refused.
+- A claim template carrying `stateful-guard.io/allow-data-deletion` would arm every claim
+  the set makes: refused where break-glass annotations count, warned of (inert) elsewhere.
+- Past the guard: a GuardException naming the claim or set (the engine applies it) and,
+  where the configuration lets annotations count, `stateful-guard.io/allow-data-deletion` on
+  the claim or the set (`policies.break_glass`).
 - Kubernetes' own controllers are never refused: the namespace controller deleting what a
   namespace holds, the garbage collector following ownerReferences (how retention `Delete`
   is carried out), the StatefulSet and volume controllers. A namespace delete never hangs
@@ -34,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from policies import break_glass
 from policies.base import Match, Policy, Result, Review
 from policies.modes import FailureMode
 from policies.objects import (
-    annotations_of,
     claim_names_of_pod,
     claim_owner,
     is_kubernetes_controller,
@@ -55,7 +59,6 @@ from policies.objects import (
 from policies.scale import SCALE, is_scale, set_of
 from policies.view import POD, STATEFUL_SET
 
-ALLOW_ANNOTATION = "stateful-guard.io/allow-data-deletion"
 FINALIZER = "kubernetes.io/pvc-protection"
 
 
@@ -65,8 +68,19 @@ def _retention(stateful_set: Mapping[str, Any] | None, when: str) -> str:
     return value if isinstance(value, str) else "Retain"
 
 
-def _allowed(obj: Mapping[str, Any] | None) -> bool:
-    return bool(str(annotations_of(obj).get(ALLOW_ANNOTATION, "")).strip())
+def _allowed(review: Review, obj: Mapping[str, Any] | None) -> bool:
+    return break_glass.annotated(review, obj, break_glass.DATA_DELETION)
+
+
+def _way_past(review: Review, flag: str, name: str) -> str:
+    what = "claim" if flag == "claim" else "set"
+    return break_glass.way_past(
+        review,
+        "pvc-protection",
+        flag,
+        name,
+        annotate=f"the {what} {break_glass.DATA_DELETION}",
+    )
 
 
 def _claim(review: Review) -> Result:
@@ -94,22 +108,22 @@ def _claim(review: Review) -> Result:
                 "its data is gone for good, and scaling up again starts that member empty.",
                 short=f"{owner}: data of scaled-down {set_name}-{ordinal} is deleted for good",
             )
-        if _allowed(claim) or _allowed(stateful_set):
+        if _allowed(review, claim) or _allowed(review, stateful_set):
             return Result.allow()
         keep = ordinal - ordinal_start(stateful_set)
         return Result.deny(
             f"{owner} is claim template {template} of StatefulSet {set_name}, ordinal {ordinal} "
             f"(running ordinals {_span(stateful_set)}); deleted now, it is gone when "
             f"{set_name}-{ordinal} restarts and the set re-creates it empty. Scale {set_name} "
-            f"to {keep} replica{'' if keep == 1 else 's'} first, or annotate the claim "
-            f"{ALLOW_ANNOTATION}=<reason>.",
+            f"to {keep} replica{'' if keep == 1 else 's'} first, or "
+            f"{_way_past(review, 'claim', name)}.",
             short=f"{owner}: in use by StatefulSet {set_name} (ordinal {ordinal}); "
             "scale down first",
         )
     # UPDATE: only the removal of the protection finalizer matters.
     if not _finalizer_removed(request) or not in_range:
         return Result.allow()
-    if _allowed(claim) or _allowed(stateful_set):
+    if _allowed(review, claim) or _allowed(review, stateful_set):
         return Result.allow()
     return Result.deny(
         f"{owner}: removing finalizer {FINALIZER} lets the claim of {set_name}-{ordinal} "
@@ -129,7 +143,7 @@ def _orphaned(review: Review, owner: str, sets: Iterable[Mapping[str, Any]]) -> 
     """A claim no set's templates name: still guarded while a running StatefulSet pod mounts
     it (the set was deleted with --cascade=orphan, and its pods run on)."""
     request = review.request
-    if not review.view.has(POD) or _allowed(request.old_object):
+    if not review.view.has(POD) or _allowed(review, request.old_object):
         return Result.allow()
     if request.operation == "UPDATE" and not _finalizer_removed(request):
         return Result.allow()
@@ -144,8 +158,8 @@ def _orphaned(review: Review, owner: str, sets: Iterable[Mapping[str, Any]]) -> 
         return Result.deny(
             f"{owner} is mounted by pod {pod_name} of StatefulSet {set_name}, which still runs "
             f"(orphaned from its set or not); {what}, the claim is gone when {pod_name} "
-            f"restarts, and its data with it. Stop the pod first, or annotate the claim "
-            f"{ALLOW_ANNOTATION}=<reason>.",
+            f"restarts, and its data with it. Stop the pod first, or "
+            f"{_way_past(review, 'claim', name)}.",
             short=f"{owner}: in use by running StatefulSet pod {pod_name}; stop it first",
         )
     return Result.allow()
@@ -165,12 +179,13 @@ def _declared(review: Review, stateful_set: Mapping[str, Any] | None, warning: R
     """A retention policy of Delete being carried out: the owner's intent, warned of, and
     refused only where the configuration asks (and the set carries no allow annotation)."""
     if review.config.retention_delete_for(review.namespace) == "refuse" and not _allowed(
-        stateful_set
+        review, stateful_set
     ):
         finding = warning.warnings[0]
+        way = _way_past(review, "statefulset", review.request.object_name)
         return Result.deny(
             f"{finding.message} Refused because retentionDelete is refuse here: set the "
-            f"retention policy to Retain first, or annotate the set {ALLOW_ANNOTATION}=<reason>.",
+            f"retention policy to Retain first, or {way}.",
             short=finding.short,
         )
     return warning
@@ -206,7 +221,7 @@ def _set(review: Review) -> Result:
         and not is_scale(review)
         and not removed_ordinals(*ordinal_ranges(request.old_object, request.object, None))
     ):
-        return _created(review)
+        return _created(review) + break_glass.in_templates(review, break_glass.DATA_DELETION)
     if is_kubernetes_controller(request.user_info.username):
         return Result.allow()
     owner = ref("StatefulSet", request.namespace, request.object_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from policies import (
     availability,
     force_delete,
+    guard_exception,
     headless_service,
     pvc_protection,
     quorum,
@@ -25,6 +26,7 @@ POLICIES: tuple[Policy, ...] = (
     shared_volume.POLICY,
     stateful_practices.POLICY,
     availability.POLICY,
+    guard_exception.POLICY,
 )
 POLICY_IDS: tuple[str, ...] = tuple(p.id for p in POLICIES)
 BY_ID: dict[str, Policy] = {p.id: p for p in POLICIES}

@@ -21,6 +21,7 @@ POD = "Pod"
 DEPLOYMENT = "Deployment"
 REPLICA_SET = "ReplicaSet"
 NODE = "Node"
+GUARD_EXCEPTION = "GuardException"  # stateful-guard.io/v1alpha1 (policies.exceptions)
 
 KINDS = (
     SERVICE,
@@ -33,6 +34,7 @@ KINDS = (
     DEPLOYMENT,
     REPLICA_SET,
     NODE,
+    GUARD_EXCEPTION,
 )
 CLUSTER_SCOPED = frozenset({STORAGE_CLASS, NAMESPACE, NODE})
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"

@@ -23,6 +23,7 @@ RESOURCES = {
     "ReplicaSet": ("apps", "apps/v1", "replicasets"),
     "Scale": ("apps", "apps/v1", "statefulsets"),  # the statefulsets/scale subresource
     "Eviction": ("", "v1", "pods"),  # the pods/eviction subresource (kind: policy/v1)
+    "GuardException": ("stateful-guard.io", "stateful-guard.io/v1alpha1", "guardexceptions"),
 }
 _uids = itertools.count(1)
 

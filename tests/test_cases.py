@@ -10,6 +10,7 @@ Case format:
     view: manifests | empty        # default manifests: `objects` + `objectsFrom` are the cluster
     objects: [...]                 # cluster objects
     objectsFrom: [nginx-web.yaml]  # files in examples/ loaded into the view
+    now: 2026-12-06T09:30:00Z      # the engine's clock (GuardExceptions); default: real time
     request:                       # an AdmissionRequest; kind/resource/uid derived
       operation: CREATE
       namespace: db
@@ -38,6 +39,7 @@ import jsonpatch
 import pytest
 
 from policies.config import Config
+from policies.exceptions import parse_time
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
 from tests.support import EXAMPLES, load_yaml, request_dict
@@ -100,8 +102,14 @@ class Case:
         """The engine over the case's cluster; `trimmed` keeps of each object only what the
         live view's cache keeps."""
         config = Config.model_validate(self.spec.get("config") or {})
+        now = self.spec.get("now")
+        clock = None
+        if now is not None:
+            when = parse_time(now)
+            assert when is not None, f"{self.id}: now: {now!r} is not an RFC 3339 time"
+            clock = lambda: when  # noqa: E731
         if self.spec.get("view", "manifests") == "empty":
-            return Engine(MemoryView.empty(), config)
+            return Engine(MemoryView.empty(), config, clock=clock)
         objects = list(self.spec.get("objects") or [])
         for file in self.spec.get("objectsFrom") or []:
             objects.extend(load_yaml(EXAMPLES / file))
@@ -109,7 +117,7 @@ class Case:
             objects = [
                 {"kind": o["kind"], **TRIM[o["kind"]](o)} for o in objects if o["kind"] in TRIM
             ]
-        return Engine(MemoryView(objects, default_namespace=self.namespace), config)
+        return Engine(MemoryView(objects, default_namespace=self.namespace), config, clock=clock)
 
 
 def load_cases() -> list[Case]:

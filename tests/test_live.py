@@ -6,6 +6,7 @@ HTTP server plays the parts that are hard to provoke there: an expired resourceV
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -19,6 +20,7 @@ import pytest
 from kubernetes import client as k8s
 
 from policies.view import NAMESPACE
+from webhook.cluster import live
 from webhook.cluster.live import RESOURCES, LiveView
 
 NAMESPACES = next(r for r in RESOURCES if r.kind == NAMESPACE)
@@ -309,3 +311,34 @@ def test_webhook_answers_from_the_last_view_while_the_api_server_is_gone(api: Fa
         assert not unknown.allowed and "failureMode is closed" in unknown.message
     finally:
         view.stop()
+
+
+def test_a_crd_not_installed_is_a_kind_with_no_objects_looked_for_again(
+    api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GuardExceptions before their CRD is applied (404): the view is ready without them, so
+    the webhook serves, and they are found once the CRD is there."""
+    monkeypatch.setattr(live, "OPTIONAL_RETRY", 0.2)
+    optional = dataclasses.replace(NAMESPACES, optional=True)
+    api.status = 404
+    view = LiveView(
+        k8s.ApiClient(k8s.Configuration(host=api.url)), resources=[optional], watch_timeout=5
+    )
+    view.start()
+    try:
+        assert view.wait_ready(5)
+        assert list(view.list(NAMESPACE)) == []
+        api.items, api.status = [ns("a", 1)], 200
+        eventually(lambda: view.get(NAMESPACE, "", "a") is not None)
+        assert view.ready()
+    finally:
+        view.stop()
+    required = LiveView(
+        k8s.ApiClient(k8s.Configuration(host=api.url)), resources=[NAMESPACES], watch_timeout=5
+    )
+    api.status = 404
+    required.start()
+    try:
+        assert not required.wait_ready(1.5), "a built-in kind that is not served is an error"
+    finally:
+        required.stop()

@@ -15,9 +15,11 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from policies import exceptions
 from policies.config import Config, ConfigError
+from policies.registry import POLICIES
 from webhook import collector, logs
 from webhook.audits.audit import cluster_subjects, judge, manifest_subjects
 from webhook.audits.outputs import FORMATS, render
@@ -244,6 +246,64 @@ def _audit(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _exception_create(args: argparse.Namespace) -> int:
+    """Print (or apply) a GuardException: the reviewable, expiring way past a guard."""
+    import datetime as dt
+
+    import yaml
+
+    config = load_config(args.config)
+    targets = [(flag, ref) for flag in exceptions.FLAGS for ref in getattr(args, flag) or []]
+    flags = {flag for flag, _ in targets}
+    if len(flags) != 1:
+        raise ConfigError(
+            "name the objects with one of --pod, --claim, --statefulset, --deployment, "
+            "--replicaset (NAMESPACE/NAME, repeatable), all of one kind"
+        )
+    namespaces = {ref.partition("/")[0] for _, ref in targets}
+    if any("/" not in ref for _, ref in targets) or len(namespaces) != 1:
+        raise ConfigError("objects are NAMESPACE/NAME, all in one namespace")
+    try:
+        lasting = exceptions.parse_duration(args.lasting)
+    except ValueError as exc:
+        raise ConfigError(f"--for: {exc}") from exc
+    if lasting > config.longest_exception:
+        longest = exceptions.shown_duration(config.longest_exception)
+        raise ConfigError(
+            f"--for {args.lasting} is longer than the {longest} an exception may last "
+            "(exceptions.maxDuration); write a new one when this one ends"
+        )
+    try:
+        body = exceptions.manifest(
+            namespace=namespaces.pop(),
+            policies=args.policy,
+            kind=exceptions.FLAGS[flags.pop()],
+            names=[ref.partition("/")[2] for _, ref in targets],
+            reason=args.reason,
+            now=dt.datetime.now(dt.UTC),
+            lasting=lasting,
+            users=args.user,
+            groups=args.group,
+            approved_by=args.approved_by or "",
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not args.apply:
+        sys.stdout.write(yaml.safe_dump(body, sort_keys=False))
+        return 0
+    from kubernetes import client
+
+    from webhook.cluster.live import api_client
+
+    api = client.CustomObjectsApi(api_client(kubeconfig=args.kubeconfig))
+    meta = body["metadata"]
+    api.create_namespaced_custom_object(
+        exceptions.GROUP, exceptions.VERSION, meta["namespace"], exceptions.PLURAL, body
+    )
+    print(f"guardexception.{exceptions.GROUP}/{meta['name']} created in {meta['namespace']}")
+    return 0
+
+
 def _certs(args: argparse.Namespace) -> int:
     from certs import files as cert_files
 
@@ -417,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.set_defaults(func=_audit)
 
+    _exception_parser(commands, common)
+
     certs = commands.add_parser(
         "certs", help="make a CA and a serving certificate", parents=[common]
     )
@@ -428,6 +490,56 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365, help="serving certificate validity")
     certs.set_defaults(func=_certs)
     return parser
+
+
+def _exception_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    exception = commands.add_parser(
+        "exception", help="write GuardExceptions: the reviewable, expiring way past a guard"
+    )
+    exception_commands = exception.add_subparsers(dest="exception_command", required=True)
+    create = exception_commands.add_parser(
+        "create",
+        parents=[common],
+        help="print (or --apply) a GuardException for some objects",
+        description="A GuardException lets the named objects past the named policies until it "
+        "expires; only holders of the ClusterRole stateful-guard-exception-writer may create "
+        "one. Printed as YAML to review and apply, or created with --apply.",
+    )
+    create.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        choices=[p.id for p in POLICIES if p.exceptable],
+        help="a policy it lets past (repeatable)",
+    )
+    for flag, kind in exceptions.FLAGS.items():
+        create.add_argument(
+            f"--{flag}", action="append", metavar="NAMESPACE/NAME", help=f"a {kind} (repeatable)"
+        )
+    create.add_argument(
+        "--for",
+        dest="lasting",
+        required=True,
+        metavar="DURATION",
+        help="how long it is in force: 30m, 1h, 2d (at most exceptions.maxDuration, 7d)",
+    )
+    create.add_argument("--reason", required=True, help="why: an incident, a ticket")
+    create.add_argument(
+        "--user", action="append", default=[], help="only this user may act under it"
+    )
+    create.add_argument(
+        "--group", action="append", default=[], help="only this group may act under it"
+    )
+    create.add_argument("--approved-by", help="who approved it, for the record")
+    create.add_argument("--apply", action="store_true", help="create it in the cluster")
+    create.add_argument("--kubeconfig", help="with --apply: the cluster this kubeconfig names")
+    create.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="policy configuration file, for exceptions.maxDuration",
+    )
+    create.set_defaults(func=_exception_create)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,15 +8,18 @@ policy's effective mode, and nothing else looks at modes.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from policies import exceptions
 from policies.base import Finding, Policy, PolicyFunc, Result, Review
 from policies.config import Config, NamespaceSettings
 from policies.edits import Op
+from policies.exceptions import GuardException
 from policies.modes import FailureMode, Mode
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
@@ -36,8 +39,10 @@ MESSAGE_LIMIT = 4000  # characters of a denial's status.message
 
 Phase = Literal["mutate", "validate"]
 Chain = tuple[tuple[Policy, Mode, FailureMode], ...]  # policy, effective mode, failure mode
-Decision = Literal["allow", "deny", "patch", "warn", "audit", "error", "skip"]
+Decision = Literal["allow", "deny", "patch", "warn", "audit", "error", "skip", "excepted"]
+Clock = Callable[[], dt.datetime]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SHORT_KINDS = {"PersistentVolumeClaim": "PVC"}  # as the policies' messages say it
 
 
 def one_line(text: str, limit: int = WARNING_LIMIT) -> str:
@@ -56,8 +61,9 @@ class Verdict(NamedTuple):
     `refusals` are enforced denials; `warnings` what the user was warned of (in warn mode,
     the would-be denials too); `changes` what was (enforce) or would be (warn, audit) mutated;
     `audits` what audit mode recorded; `denied` the one-line form of what the policy denies
-    or, in warn and audit modes, would deny (Events record it). (A named tuple: made for
-    every policy that speaks, on every request, at a third of a frozen dataclass's cost.)"""
+    or, in warn and audit modes, would deny (Events record it), or what a GuardException let
+    past it, named in `excepted` (`namespace/name`). (A named tuple: made for every policy
+    that speaks, on every request, at a third of a frozen dataclass's cost.)"""
 
     policy: str
     mode: Mode
@@ -67,6 +73,7 @@ class Verdict(NamedTuple):
     changes: tuple[str, ...] = ()
     audits: tuple[str, ...] = ()
     denied: tuple[str, ...] = ()
+    excepted: str = ""
 
     @property
     def messages(self) -> tuple[str, ...]:
@@ -100,11 +107,20 @@ class _Verdicts:
         self._warning_chars = 0
         self._dropped_warnings = 0
 
-    def apply(self, policy: Policy, mode: Mode, failure: FailureMode, result: Result) -> None:
+    def apply(
+        self,
+        policy: Policy,
+        mode: Mode,
+        failure: FailureMode,
+        result: Result,
+        waiver: Waiver | None = None,
+    ) -> None:
         denials, warnings, changes = result.denials, result.warnings, result.changes
         if len(denials) + len(warnings) > FINDINGS_LIMIT:
             denials, warnings = _capped(denials, warnings)
-        if not (denials or warnings or changes or result.undecided):
+        if waiver is not None:
+            self._waive(policy, mode, waiver)
+        if not (denials or warnings or changes or result.undecided or waiver):
             # nothing to say, as most policies for most requests: one shared verdict
             verdict = _ALLOWED.get((policy.id, mode))
             if verdict is None:
@@ -153,6 +169,8 @@ class _Verdicts:
             if refusals
             else "error"
             if errors
+            else "excepted"
+            if waiver
             else "audit"
             if audits
             else "patch"
@@ -162,8 +180,21 @@ class _Verdicts:
             else "allow"
         )
         denied = tuple([d.short for d in denials]) if denials else ()
+        excepted = ""
+        if waiver is not None:
+            warned = (*warned, waiver.line)
+            denied, excepted = tuple([d.short for d in waiver.denials]), waiver.exception.ref
         self.outcome.verdicts.append(
-            Verdict(pid, mode, decision, refusals, warned, changes, audits, denied)
+            Verdict(pid, mode, decision, refusals, warned, changes, audits, denied, excepted)
+        )
+
+    def _waive(self, policy: Policy, mode: Mode, waiver: Waiver) -> None:
+        """A GuardException let the request past the policy's denials: said to the user in a
+        warning and to the audit log in an annotation, whatever the mode."""
+        self._warn(waiver.line)
+        exception = waiver.exception
+        self.outcome.audit_annotations[f"{policy.id}.exception"] = one_line(
+            f"{exception.ref} ({exception.reason})", AUDIT_LIMIT
         )
 
     def skip(self, policy: Policy, mode: Mode, subject: str) -> None:
@@ -194,6 +225,15 @@ class _Verdicts:
                 message = message[: MESSAGE_LIMIT - 30].rstrip() + " ... (cut; see the logs)"
             outcome.message = message
         return outcome
+
+
+class Waiver(NamedTuple):
+    """The denials a GuardException lets a request past, the exception, and the warning that
+    says so."""
+
+    denials: tuple[Finding, ...]
+    exception: GuardException
+    line: str
 
 
 def _capped(
@@ -228,9 +268,13 @@ class Engine:
         view: ClusterView,
         config: Config | None = None,
         policies: Iterable[Policy] = POLICIES,
+        *,
+        clock: Clock | None = None,
     ) -> None:
+        """`clock` tells the time GuardExceptions are judged by (tests pass their own)."""
         self.view = view
         self.config = config or Config()
+        self.clock: Clock = clock or _utcnow
         self.policies = tuple(policies)
         self._index: dict[tuple[Phase, str, str, str, str], tuple[Policy, ...]] = {}
         phases: tuple[Phase, ...] = ("mutate", "validate")
@@ -304,8 +348,10 @@ class Engine:
             if skips and policy.id in skips and not policy.guards_data:
                 verdicts.skip(policy, mode, _subject(request))
                 continue
-            review = Review(request, current, self.view, self.config)
-            result = self._run(policy, policy.mutate, review)
+            review = Review(request, current, self.view, self.config, self.clock)
+            result, waiver = self._excepted(
+                policy, request, self._run(policy, policy.mutate, review)
+            )
             edited = review.edited
             if edited and len(patch) + len(edited.ops) > PATCH_LIMIT:
                 result = Result.cannot_decide(
@@ -317,7 +363,7 @@ class Engine:
             if edited and mode is Mode.ENFORCE and not (result.denials or result.undecided):
                 current = edited.object
                 patch.extend(edited.ops)
-            verdicts.apply(policy, mode, failure, result)
+            verdicts.apply(policy, mode, failure, result, waiver)
         outcome = verdicts.finish()
         outcome.object = current
         if outcome.allowed:
@@ -331,14 +377,16 @@ class Engine:
             if skips and policy.id in skips and not policy.guards_data:
                 verdicts.skip(policy, mode, _subject(request))
                 continue
-            review = Review(request, request.object, self.view, self.config)
-            result = self._run(policy, policy.validate, review)
+            review = Review(request, request.object, self.view, self.config, self.clock)
+            result, waiver = self._excepted(
+                policy, request, self._run(policy, policy.validate, review)
+            )
             if skips and policy.id in skips:  # guards data: the annotation does not apply
                 result += Result.warn(
                     f"{SKIP_ANNOTATION} cannot skip {policy.id}, which guards data; "
                     "see its own break-glass rule"
                 )
-            verdicts.apply(policy, mode, failure, result)
+            verdicts.apply(policy, mode, failure, result, waiver)
         outcome = verdicts.finish()
         outcome.object = request.object
         return outcome
@@ -357,6 +405,37 @@ class Engine:
         validated.verdicts[:0] = mutated.verdicts
         return validated
 
+    def _excepted(
+        self, policy: Policy, request: AdmissionRequest, result: Result
+    ) -> tuple[Result, Waiver | None]:
+        """The one place GuardExceptions apply, for the webhook and both audits alike: a
+        policy's denials are waived when an exception in force covers the request's object,
+        user and policy (`policies.exceptions.covering`). Warnings, changes and undecided
+        findings stand."""
+        if not result.denials or not policy.exceptable:
+            return result, None
+        exception = exceptions.covering(
+            self.view,
+            request,
+            policy.id,
+            now=self.clock(),
+            longest=self.config.longest_exception,
+        )
+        if exception is None:
+            return result, None
+        until = exceptions.stamp(exception.ends(self.config.longest_exception))
+        # One line of at most 120 characters: the object and the exception by name (both in
+        # the request's namespace); a scale's object is its workload, an eviction's its pod.
+        kind = exceptions.TARGET_KINDS.get(request.resource.resource, request.kind.kind)
+        line = (
+            f"[{policy.id}] {_SHORT_KINDS.get(kind, kind)} {request.object_name}: allowed by "
+            f"GuardException {exception.name} until {until}"
+        )
+        waived = Result(
+            warnings=result.warnings, changes=result.changes, undecided=result.undecided
+        )
+        return waived, Waiver(result.denials, exception, one_line(line))
+
     def _run(self, policy: Policy, func: PolicyFunc | None, review: Review) -> Result:
         assert func is not None
         try:
@@ -374,6 +453,10 @@ class Engine:
                 f"{policy.id} could not evaluate {request.kind.kind} "
                 f"{request.namespace}/{request.object_name} ({type(exc).__name__})",
             )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _skips(request: AdmissionRequest) -> frozenset[str]:

@@ -462,7 +462,9 @@ class ControlPlane:
                     else [
                         "--controllers=statefulset-controller,serviceaccount-controller,"
                         "garbage-collector-controller,persistentvolumeclaim-protection-controller,"
-                        "namespace-controller,deployment-controller,replicaset-controller"
+                        "namespace-controller,deployment-controller,replicaset-controller,"
+                        # the built-in edit, admin and view roles get their rules
+                        "clusterrole-aggregation-controller"
                     ]
                 ),
                 "--concurrent-gc-syncs=5",

@@ -167,4 +167,8 @@ def test_break_glass_annotations_need_their_own_permission(
 
     bind("stateful-guard-break-glass")
     wait_for(lambda: dana.patch_namespaced_pod(pod, ns, arm), what="the binding to apply")
-    dana.delete_namespaced_pod(pod, ns, grace_period_seconds=0)  # armed: the force delete passes
+    # Armed, but break-glass annotations count only where breakGlass.annotations is on (not
+    # in the shipped configuration): the force delete is still refused.
+    with pytest.raises(ApiException) as still:
+        dana.delete_namespaced_pod(pod, ns, grace_period_seconds=0)
+    assert still.value.status == 403 and "stateful-guard exception create" in message(still.value)

@@ -134,8 +134,9 @@ def test_force_delete_of_a_scheduled_statefulset_pod_refused(
         f"start a second {pod} while the first still writes to data-{pod}. Delete without "
         f"--force. If node {node} is down, confirm it is powered off, then `kubectl taint "
         f"nodes {node} node.kubernetes.io/out-of-service=nodeshutdown:NoExecute` (Kubernetes "
-        "then deletes its pods safely); to force-delete this one pod anyway, annotate it "
-        "stateful-guard.io/allow-force-delete=<reason>."
+        "then deletes its pods safely); to force-delete this one pod anyway, have an exception "
+        f"writer run `stateful-guard exception create --policy force-delete --pod {ns}/{pod} "
+        "--for 1h --reason <why>`."
     ) in message(refused.value)
     assert cluster.core.read_namespaced_pod(pod, ns).metadata.deletion_timestamp is None
 
@@ -145,9 +146,10 @@ def test_force_delete_of_a_scheduled_statefulset_pod_refused(
     assert stored.metadata.deletion_grace_period_seconds == 30
 
 
-def test_force_delete_with_break_glass_annotation_proceeds(
+def test_a_break_glass_annotation_does_nothing_in_the_shipped_configuration(
     cluster: Cluster, namespaced: Install
 ) -> None:
+    """breakGlass.annotations is off unless configured: GuardExceptions are the way past."""
     ns = cluster.namespace(mode="enforce")
     pod = scheduled_set_pod(cluster, ns)
     cluster.core.patch_namespaced_pod(
@@ -161,7 +163,10 @@ def test_force_delete_with_break_glass_annotation_proceeds(
             }
         },
     )
-    force_delete(cluster, ns, pod)
+    with pytest.raises(ApiException) as refused:
+        cluster.core.delete_namespaced_pod(pod, ns, grace_period_seconds=0)
+    assert refused.value.status == 403
+    assert "stateful-guard exception create" in message(refused.value)
 
 
 def test_deployment_pod_force_delete_proceeds(cluster: Cluster, namespaced: Install) -> None:

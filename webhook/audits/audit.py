@@ -8,12 +8,15 @@ scan and Gatekeeper's audit do the same).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from policies import exceptions
 from policies.edits import Op
 from policies.request import AdmissionRequest
+from policies.view import ClusterView
 from webhook.cluster.manifests import Manifest
 from webhook.engine import Engine, Verdict
 
@@ -29,7 +32,8 @@ AUDIT_USER = "stateful-guard:audit"
 MANIFEST = "manifest"
 MANIFEST_RATIONALE = "An object the API server would refuse cannot be installed at all."
 
-Outcome = Literal["fail", "warn", "change", "audit", "skip"]
+# excepted: a refusal a GuardException in force waived (`policies.exceptions`)
+Outcome = Literal["fail", "warn", "change", "audit", "skip", "excepted"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,62 @@ class Judged:
         return any(f.outcome == "fail" for f in self.findings)
 
 
+SOON = dt.timedelta(days=1)  # exceptions ending within this are flagged
+
+
+@dataclass(frozen=True)
+class ExceptionInForce:
+    """A GuardException in force when the audit ran: what a reviewer looks at."""
+
+    namespace: str
+    name: str
+    policies: tuple[str, ...]
+    objects: str  # what it matches, as people write it
+    who: str  # who may act under it
+    reason: str
+    approved_by: str
+    ends: dt.datetime
+    ending_soon: bool  # within a day
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def exceptions_in_force(
+    view: ClusterView, *, now: dt.datetime, longest: dt.timedelta
+) -> list[ExceptionInForce]:
+    """The exceptions the view holds that are in force now, soonest-ending first."""
+    listed = []
+    for e in exceptions.in_namespace(view):
+        if not e.in_force(now, longest):
+            continue
+        kinds = ",".join(sorted(e.kinds)) or "any kind"
+        matched = [", ".join(sorted(e.names))] if e.names is not None else []
+        if e.selector is not None:
+            matched.append(f"selector {e.selector}")
+        who = sorted(e.users) + [f"group {g}" for g in sorted(e.groups)]
+        ends = e.ends(longest)
+        listed.append(
+            ExceptionInForce(
+                namespace=e.namespace,
+                name=e.name,
+                policies=tuple(sorted(e.policies)),
+                objects=f"{kinds} {' and '.join(matched)}",
+                who=", ".join(who) or "anyone",
+                reason=e.reason,
+                approved_by=e.approved_by,
+                ends=ends,
+                ending_soon=ends - now <= SOON,
+            )
+        )
+    return sorted(listed, key=lambda x: (x.ends, x.ref))
+
+
 @dataclass
 class Report:
     judged: list[Judged] = field(default_factory=list)
+    exceptions: list[ExceptionInForce] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -89,6 +146,7 @@ class Report:
             "change": 0,
             "audit": 0,
             "skip": 0,
+            "excepted": 0,
             "pass": 0,
         }
         for judged in self.judged:
@@ -110,6 +168,8 @@ def findings_of(verdict: Verdict) -> list[Finding]:
     ]
     if verdict.decision == "skip":
         groups = [("skip", verdict.warnings)]
+    elif verdict.excepted:  # the exception's line is the last warning; the others stand
+        groups = [("warn", verdict.warnings[:-1]), ("excepted", verdict.warnings[-1:])]
     elif verdict.mode.value != "enforce":
         groups = [g for g in groups if g[0] != "change"]  # warn/audit lines already say "would"
     return [
@@ -186,8 +246,12 @@ def synthetic_create(obj: dict[str, Any], subject: Subject, number: int) -> Admi
 
 
 def judge(engine: Engine, subjects: Iterable[tuple[dict[str, Any], Subject]]) -> Report:
-    """Judge each object the policies know as a dry-run CREATE."""
+    """Judge each object the policies know as a dry-run CREATE; list the exceptions in
+    force."""
     report = Report()
+    report.exceptions = exceptions_in_force(
+        engine.view, now=engine.clock(), longest=engine.config.longest_exception
+    )
     for number, (obj, subject) in enumerate(subjects):
         if subject.kind not in AUDITED:
             continue

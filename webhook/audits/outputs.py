@@ -8,8 +8,16 @@ from urllib.parse import quote
 
 import orjson
 
+from policies import exceptions
 from policies.registry import BY_ID
-from webhook.audits.audit import MANIFEST, MANIFEST_RATIONALE, Finding, Judged, Report
+from webhook.audits.audit import (
+    MANIFEST,
+    MANIFEST_RATIONALE,
+    ExceptionInForce,
+    Finding,
+    Judged,
+    Report,
+)
 
 FORMATS = ("table", "json", "sarif", "junit")
 SARIF_LEVEL = {
@@ -18,6 +26,7 @@ SARIF_LEVEL = {
     "change": "note",
     "audit": "note",
     "skip": "note",
+    "excepted": "note",
 }
 
 
@@ -46,9 +55,46 @@ def table(report: Report) -> str:
         f"{s['objects']} objects: {s['fail']} failed (enforce), {s['warn']} warnings, "
         f"{s['change']} changes, {s['audit']} audit records, "
         + (f"{s['skip']} skipped by annotation, " if s["skip"] else "")
+        + (f"{s['excepted']} let past by exceptions, " if s["excepted"] else "")
         + f"{s['pass']} policy checks passed"
     )
-    return "\n".join(lines if len(rows) > 1 else lines[-1:]) + "\n"
+    if len(rows) == 1:
+        lines = lines[-1:]
+    return "\n".join(lines + _exceptions_table(report)) + "\n"
+
+
+def _exceptions_table(report: Report) -> list[str]:
+    """The GuardExceptions in force, soonest-ending first; those ending within a day marked."""
+    if not report.exceptions:
+        return []
+    rows = [("EXCEPTION", "POLICIES", "ENDS", "OBJECTS", "WHO", "REASON")]
+    for e in report.exceptions:
+        ends = exceptions.stamp(e.ends) + (" (within a day)" if e.ending_soon else "")
+        rows.append((e.ref, ",".join(e.policies), ends, e.objects, e.who, e.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    soon = sum(1 for e in report.exceptions if e.ending_soon)
+    return [
+        "",
+        f"{len(report.exceptions)} GuardExceptions in force ({soon} ending within a day):",
+        *(
+            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+            for r in rows
+        ),
+    ]
+
+
+def _exception(e: ExceptionInForce) -> dict[str, Any]:
+    return {
+        "namespace": e.namespace,
+        "name": e.name,
+        "policies": list(e.policies),
+        "objects": e.objects,
+        "who": e.who,
+        "reason": e.reason,
+        "approvedBy": e.approved_by,
+        "ends": exceptions.stamp(e.ends),
+        "endingWithinADay": e.ending_soon,
+    }
 
 
 def _finding(f: Finding) -> dict[str, Any]:
@@ -77,7 +123,12 @@ def as_json(report: Report) -> str:
         )
     return (
         orjson.dumps(
-            {"summary": report.summary(), "results": results}, option=orjson.OPT_INDENT_2
+            {
+                "summary": report.summary(),
+                "results": results,
+                "exceptions": [_exception(e) for e in report.exceptions],
+            },
+            option=orjson.OPT_INDENT_2,
         ).decode()
         + "\n"
     )

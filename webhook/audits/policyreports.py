@@ -8,8 +8,10 @@ are created, or replaced in place, under one name per namespace.
 Besides the objects judged now, a report lists the refused attempts the webhook recorded as
 Events (`webhook/cluster/events.py`): one result per Event, category `refused attempt`,
 `fail` where the delete, eviction or scale was refused and `warn` where warn or audit mode
-would have refused it, with the user and the number of tries in its properties. Events
-live as long as the API server keeps them (an hour by default).
+would have refused it, with the user and the number of tries in its properties; and the
+uses of GuardExceptions, category `exception used`, `skip` (the policy was not applied),
+naming the exception. Events live as long as the API server keeps them (an hour by
+default).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from webhook.engine import Engine
 NAME = "stateful-guard"
 GROUP, VERSION, PLURAL = "wgpolicyk8s.io", "v1alpha2", "policyreports"
 MAX_RESULTS = 500
-RESULT = {"fail": "fail", "warn": "warn", "change": "warn", "audit": "warn"}
-SEVERITY = {"fail": "high", "warn": "medium", "change": "low", "audit": "low"}
+RESULT = {"fail": "fail", "warn": "warn", "change": "warn", "audit": "warn", "excepted": "skip"}
+SEVERITY = {"fail": "high", "warn": "medium", "change": "low", "audit": "low", "excepted": "info"}
 
 
 def _seconds(stamp: object) -> int:
@@ -49,6 +51,7 @@ def attempt_result(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     meta = event.get("metadata") or {}
     notes = meta.get("annotations") or {}
     refused = event.get("reason") == "Refused"
+    exception = str(notes.get(events.EXCEPTION_ANNOTATION) or "")
     policy = str(notes.get(events.POLICY_ANNOTATION) or "unknown")
     action = str(event.get("action") or "")
     namespace = str(involved.get("namespace") or meta.get("namespace") or "")
@@ -59,15 +62,16 @@ def attempt_result(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         "source": NAME,
         "policy": policy,
         "rule": f"{policy}/{action.lower() or 'attempt'}",
-        "category": "refused attempt",
-        "result": "fail" if refused else "warn",
-        "severity": "high" if refused else "medium",
+        "category": "exception used" if exception else "refused attempt",
+        "result": "skip" if exception else "fail" if refused else "warn",
+        "severity": "info" if exception else "high" if refused else "medium",
         "message": str(event.get("message") or ""),
         "resources": [resource],
         "timestamp": {"seconds": _seconds(event.get("lastTimestamp")), "nanos": 0},
         "properties": {
             "attempt": action,
-            "outcome": "refused" if refused else "would refuse",
+            "outcome": "excepted" if exception else "refused" if refused else "would refuse",
+            **({"exception": exception} if exception else {}),
             "mode": str(notes.get(events.MODE_ANNOTATION) or ""),
             "user": str(notes.get(events.USER_ANNOTATION) or ""),
             "count": str(event.get("count") or 1),

@@ -5,7 +5,8 @@ refuses, or in warn and audit modes would refuse, becomes an Event on the object
 `Refused` or `WouldRefuse`, the policy, the user and the one-line finding, so "who tried to
 delete what, and what stopped it" has an answer in the cluster (`kubectl get events
 --field-selector source=stateful-guard`), and the background audit counts them in its
-PolicyReports. Dry runs record nothing.
+PolicyReports. Every use of a GuardException, whatever the policy and the request, is an
+Event too: reason `Excepted`, naming the exception. Dry runs record nothing.
 
 Never in the request's path: admission only queues the record (bounded; when full, the
 oldest go and are counted); a background task writes them. Repeats of one record (a drain
@@ -40,6 +41,7 @@ REPORTING_CONTROLLER = "stateful-guard.io/webhook"
 POLICY_ANNOTATION = "stateful-guard.io/policy"
 USER_ANNOTATION = "stateful-guard.io/user"
 MODE_ANNOTATION = "stateful-guard.io/mode"
+EXCEPTION_ANNOTATION = "stateful-guard.io/exception"
 DATA_POLICIES = frozenset(p.id for p in POLICIES if p.guards_data)
 REPEAT_WINDOW = 600.0  # seconds in which a repeat counts on the same Event
 QUEUE_LIMIT = 1000
@@ -48,19 +50,20 @@ MESSAGE_LIMIT = 1000  # events.k8s.io caps a note at 1 kB
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One refused (or would-be-refused) attempt, as its Event will say it."""
+    """One refused (or would-be-refused, or excepted) attempt, as its Event will say it."""
 
     namespace: str
     api_version: str
     kind: str
     name: str
     uid: str
-    action: str  # Delete | Evict | Scale
-    reason: str  # Refused | WouldRefuse
+    action: str  # Delete | Evict | Scale; for an exception's use also Create | Update
+    reason: str  # Refused | WouldRefuse | Excepted
     policy: str
     mode: str
     user: str
     message: str
+    exception: str = ""  # namespace/name of the GuardException used
 
 
 def action_of(request: AdmissionRequest) -> str | None:
@@ -114,14 +117,23 @@ def records(
     request: AdmissionRequest, outcome: Outcome, view: ClusterView | None = None
 ) -> list[Record]:
     """What one answered request leaves on record (most: nothing)."""
-    found = [v for v in outcome.verdicts if v.denied and v.policy in DATA_POLICIES]
+    found = [v for v in outcome.verdicts if v.excepted or (v.denied and v.policy in DATA_POLICIES)]
     if not found or request.dry_run:
         return []
     action = action_of(request)
     if action is None:
-        return []
+        # Only an exception's use is on record whatever the request (a template, a relabel).
+        found = [v for v in found if v.excepted]
+        if not found:
+            return []
+        action = request.operation.title()
     api_version, kind, uid = _subject(request, action, view)
-    if view is not None and not _known(view, kind, request.namespace, request.object_name, uid):
+    # (an object being created is not in the view yet; the exception it used is)
+    if (
+        view is not None
+        and action != "Create"
+        and not _known(view, kind, request.namespace, request.object_name, uid)
+    ):
         return []
     return [
         Record(
@@ -131,14 +143,24 @@ def records(
             name=request.object_name,
             uid=uid,
             action=action,
-            reason="Refused" if v.refusals else "WouldRefuse",
+            reason="Excepted" if v.excepted else "Refused" if v.refusals else "WouldRefuse",
             policy=v.policy,
             mode=v.mode.value,
             user=request.user_info.username,
             message=" ".join(v.denied),
+            exception=v.excepted,
         )
         for v in found
     ]
+
+
+VERBS = {
+    "Delete": "deleting",
+    "Evict": "evicting",
+    "Scale": "scaling",
+    "Create": "creating",
+    "Update": "updating",
+}
 
 
 def _stamp(when: float) -> str:
@@ -147,8 +169,14 @@ def _stamp(when: float) -> str:
 
 def event_body(record: Record, *, instance: str, when: float) -> dict[str, Any]:
     """A core/v1 Event for `record`, first seen `when`."""
-    verb = {"Delete": "deleting", "Evict": "evicting", "Scale": "scaling"}[record.action]
-    outcome = "refused" if record.reason == "Refused" else f"would refuse ({record.mode} mode)"
+    verb = VERBS[record.action]
+    outcome = (
+        f"allowed, by GuardException {record.exception},"
+        if record.exception
+        else "refused"
+        if record.reason == "Refused"
+        else f"would refuse ({record.mode} mode)"
+    )
     message = one_line(
         f"[{record.policy}] {outcome} {record.user or 'an anonymous user'} {verb} "
         f"{record.kind} {record.name}: {record.message}",
@@ -171,6 +199,7 @@ def event_body(record: Record, *, instance: str, when: float) -> dict[str, Any]:
                 POLICY_ANNOTATION: record.policy,
                 USER_ANNOTATION: record.user,
                 MODE_ANNOTATION: record.mode,
+                **({EXCEPTION_ANNOTATION: record.exception} if record.exception else {}),
             },
         },
         "involvedObject": involved,
@@ -213,7 +242,7 @@ class EventRecorder:
     def submit(self, request: AdmissionRequest, outcome: Outcome) -> None:
         """From the request handler: cheap, never blocks, never raises."""
         if not any(v.denied for v in outcome.verdicts):
-            return
+            return  # (an excepted verdict keeps what it waived in `denied`)
         try:
             found = records(request, outcome, self.view)
         except Exception:  # a record is worth less than the answer

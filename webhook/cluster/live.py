@@ -23,11 +23,13 @@ import orjson
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from policies import exceptions
 from policies.objects import claim_volumes
 from policies.view import (
     CLAIM,
     DEPLOYMENT,
     DISRUPTION_BUDGET,
+    GUARD_EXCEPTION,
     NAMESPACE,
     NODE,
     POD,
@@ -198,11 +200,19 @@ def trim_node(obj: Obj) -> Obj:
     return {"metadata": _pick(obj.get("metadata"), "name"), "spec": {"taints": taints}}
 
 
+def trim_guard_exception(obj: Obj) -> Obj:
+    """A GuardException whole, but for what the API server keeps for itself (few, small)."""
+    return {"metadata": _metadata(obj), "spec": obj.get("spec") or {}}
+
+
 @dataclass(frozen=True)
 class Resource:
     kind: str
     path: str  # the collection's URL path, all namespaces
     trim: Callable[[Obj], Obj]
+    # A kind our own CRD defines: until the CRD is installed (404) it has no objects, and the
+    # view is ready without it; it is looked for again every OPTIONAL_RETRY seconds.
+    optional: bool = False
 
 
 RESOURCES = (
@@ -216,11 +226,22 @@ RESOURCES = (
     Resource(DEPLOYMENT, "/apis/apps/v1/deployments", trim_workload),
     Resource(REPLICA_SET, "/apis/apps/v1/replicasets", trim_workload),
     Resource(NODE, "/api/v1/nodes", trim_node),
+    Resource(
+        GUARD_EXCEPTION,
+        f"/apis/{exceptions.API_VERSION}/{exceptions.PLURAL}",
+        trim_guard_exception,
+        optional=True,
+    ),
 )
+OPTIONAL_RETRY = 10.0
 
 
 class _Gone(Exception):
     """The resourceVersion is too old (HTTP 410): list again."""
+
+
+class NotServed(Exception):
+    """The API server does not serve this collection (HTTP 404): a CRD not installed."""
 
 
 def api_client(*, kubeconfig: str | None = None, in_cluster: bool = False) -> k8s.ApiClient:
@@ -253,6 +274,9 @@ def get(
     if response.status == 410:
         response.release_conn()
         raise _Gone
+    if response.status == 404:
+        response.release_conn()
+        raise NotServed(path)
     if not 200 <= response.status < 300:
         body = response.data[:500].decode(errors="replace")
         response.release_conn()
@@ -290,16 +314,25 @@ CLUSTER_PATHS = {
     "StorageClass": ("storage.k8s.io/v1", "/apis/storage.k8s.io/v1/storageclasses"),
     "Namespace": ("v1", "/api/v1/namespaces"),
     "PodDisruptionBudget": ("policy/v1", "/apis/policy/v1/poddisruptionbudgets"),
+    GUARD_EXCEPTION: (
+        exceptions.API_VERSION,
+        f"/apis/{exceptions.API_VERSION}/{exceptions.PLURAL}",
+    ),
 }
 
 
 def cluster_objects(client: k8s.ApiClient, page_size: int = 500) -> list[dict[str, Any]]:
-    """Every object of the kinds above, listed in pages. List items carry no kind: set it."""
+    """Every object of the kinds above, listed in pages. List items carry no kind: set it.
+    GuardExceptions where their CRD is installed."""
     objects = []
     for kind, (api_version, path) in CLUSTER_PATHS.items():
-        for page in pages(client, path, page_size):
-            for item in page.get("items") or []:
-                objects.append({"apiVersion": api_version, "kind": kind, **item})
+        try:
+            for page in pages(client, path, page_size):
+                for item in page.get("items") or []:
+                    objects.append({"apiVersion": api_version, "kind": kind, **item})
+        except NotServed:
+            if kind != GUARD_EXCEPTION:
+                raise
     return objects
 
 
@@ -386,6 +419,9 @@ class _Reflector:
             except Exception as exc:
                 if self.view.stopping.is_set():
                     return
+                if isinstance(exc, NotServed) and self.resource.optional:
+                    self._not_served()
+                    continue
                 self.relists += 1
                 log.warning(
                     "list/watch failed; serving the last view and retrying",
@@ -393,6 +429,18 @@ class _Reflector:
                 )
                 self.view.stopping.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _not_served(self) -> None:
+        """Our CRD is not installed (or was deleted, taking its objects along): none of its
+        kind, and the view is ready without them; look again later."""
+        if not self.synced.is_set():
+            log.info(
+                "not served (CRD not installed): none; looking again later",
+                extra={"kind": self.resource.kind, "retry_in": OPTIONAL_RETRY},
+            )
+        self.replace([])
+        self.synced.set()
+        self.view.stopping.wait(OPTIONAL_RETRY)
 
     def interrupt(self) -> None:
         response = self._response
