@@ -97,8 +97,8 @@ class _Admissions(Collector):
             requests.add_metric([endpoint, code], count)
         decisions = CounterMetricFamily(
             "stateful_guard_policy_decisions",
-            "Policy decisions by policy, decision (allow, deny, patch, warn, audit, error) "
-            "and mode.",
+            "Policy decisions by policy, decision (allow, deny, patch, warn, audit, error, skip, "
+            "excepted: let past by a GuardException) and mode.",
             labels=["policy", "decision", "mode"],
         )
         for key, count in list(self.decisions.items()):
