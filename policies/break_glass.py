@@ -63,13 +63,25 @@ def in_templates(review: Review, annotation: str) -> Result:
         if annotation == FORCE_DELETE
         else ("claim templates", "claim", "claims and sets")
     )
-    if arms in places and review.config.break_glass_annotations:
+    # Claim templates are immutable: one stored with the annotation cannot lose it, so an
+    # UPDATE is not refused for it (every later change of the set would be), only warned of.
+    stored = arms == "claim templates" and any(
+        annotation in annotations_of(t) for t in claim_templates(request.old_object)
+    )
+    if arms in places and review.config.break_glass_annotations and not stored:
         return Result.deny(
             f"{owner}: its {arms} {'carries' if made == 'pod' else 'carry'} {annotation}, "
             f"which would open the guard for every {made} the set makes, now and later. Remove "
             f"it from the template; annotate the one {made} you mean when you do, or use a "
             "GuardException.",
             short=f"{owner}: remove {annotation} from the {arms}",
+        )
+    if stored and review.config.break_glass_annotations:
+        return Result.warn(
+            f"{owner}: its claim templates carry {annotation}, so every claim the set makes "
+            "can be deleted while in use; claim templates cannot change: recreate the set "
+            "without it (--cascade=orphan keeps its pods and claims).",
+            short=f"{owner}: {annotation} in its claim templates arms every claim",
         )
     why = "break-glass annotations are off here" if arms in places else f"it is read on {readers}"
     return Result.warn(
