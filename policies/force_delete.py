@@ -47,6 +47,7 @@ from policies.objects import (
     is_running,
     labels,
     metadata,
+    ready_condition,
     ref,
     spec,
     stateful_set_of_pod,
@@ -123,9 +124,15 @@ def _removal(review: Review, pod: Mapping[str, Any], grace: object, *, eviction:
         fix = "Delete without --force"
         short_fix = "delete without --force"
     node = spec(pod).get("nodeName")  # a running pod has one
+    # What the view knows of the node: its kubelet not reporting is when people reach for
+    # --force, and when the out-of-service procedure is the way.
+    unreachable = (
+        review.view.has(NODE) and ready_condition(review.view.get(NODE, "", str(node))) is False
+    )
+    down = f"Node {node} is not Ready: if it is down" if unreachable else f"If node {node} is down"
     return Result.deny(
         f"pod {namespace}/{pod_name} belongs to StatefulSet {set_name}; {how} can start a "
-        f"second {pod_name} while the first {still}. {fix}. If node {node} is down, confirm "
+        f"second {pod_name} while the first {still}. {fix}. {down}, confirm "
         f"it is powered off, then `kubectl taint nodes {node} {OUT_OF_SERVICE}` (Kubernetes "
         "then deletes its pods safely); to force-delete this one pod anyway, "
         f"{_way_past(review, pod_name)}.",

@@ -182,16 +182,21 @@ def is_running(pod: Mapping[str, Any] | None) -> bool:
     return bool(spec(pod).get("nodeName")) and not finished
 
 
+def ready_condition(obj: Mapping[str, Any] | None) -> bool | None:
+    """A pod's or node's Ready condition: True, False (False or Unknown), None without one."""
+    status = (obj or {}).get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    for c in conditions or []:
+        if isinstance(c, dict) and c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return None
+
+
 def is_ready(pod: Mapping[str, Any] | None) -> bool:
     """Running, not terminating, and its Ready condition True: a member that serves."""
     if not is_running(pod) or metadata(pod).get("deletionTimestamp"):
         return False
-    status = (pod or {}).get("status")
-    conditions = status.get("conditions") if isinstance(status, dict) else None
-    return any(
-        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-        for c in conditions or []
-    )
+    return ready_condition(pod) is True
 
 
 def ordinal_ranges(

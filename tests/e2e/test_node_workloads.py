@@ -263,7 +263,8 @@ def test_split_brain_force_delete_refused_while_the_old_container_serves(
             in refused.stderr
         )
         assert (
-            f"If node {NAME} is down, confirm it is powered off, then `kubectl taint nodes {NAME} "
+            f"Node {NAME} is not Ready: if it is down, confirm it is powered off, then "
+            f"`kubectl taint nodes {NAME} "
             "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`"
         ) in refused.stderr
         assert (

@@ -191,13 +191,22 @@ def trim_namespace(obj: Obj) -> Obj:
 
 
 def trim_node(obj: Obj) -> Obj:
-    """A node as force-delete reads it: its name and taints (the out-of-service taint fences
-    it)."""
+    """A node as force-delete reads it: its name, taints (the out-of-service taint fences it)
+    and Ready condition (a denial says when its kubelet is not reporting)."""
     spec = obj.get("spec") or {}
     taints = [
         _pick(t, "key", "value", "effect") for t in spec.get("taints") or [] if isinstance(t, dict)
     ]
-    return {"metadata": _pick(obj.get("metadata"), "name"), "spec": {"taints": taints}}
+    ready = [
+        {"type": "Ready", "status": c.get("status")}
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict) and c.get("type") == "Ready"
+    ]
+    return {
+        "metadata": _pick(obj.get("metadata"), "name"),
+        "spec": {"taints": taints},
+        **({"status": {"conditions": ready}} if ready else {}),
+    }
 
 
 def trim_guard_exception(obj: Obj) -> Obj:
