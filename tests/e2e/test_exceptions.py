@@ -6,6 +6,8 @@ it is written until the second it expires, on record as an Event and in the Poli
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -17,6 +19,7 @@ from kubernetes.client import ApiException
 from policies import exceptions
 from tests.e2e.cluster import Cluster, Install, message, wait_for
 from tests.e2e.test_namespaced import scheduled_set_pod, warnings
+from tests.support import ROOT
 
 GROUP, VERSION, PLURAL = exceptions.GROUP, exceptions.VERSION, exceptions.PLURAL
 
@@ -174,3 +177,28 @@ def test_an_exception_lets_its_user_force_delete_until_the_second_it_expires(
     time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds() + 1))
     after = refused(lambda: dana_core.delete_namespaced_pod(db, ns, grace_period_seconds=0))
     assert after.status == 403 and "[force-delete]" in message(after)
+
+
+def test_exception_create_apply_writes_an_object_the_api_server_accepts(
+    cluster: Cluster, namespaced: Install
+) -> None:
+    ns = cluster.namespace(mode="enforce")
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "webhook.cli", "exception", "create",
+            "--policy", "pvc-protection", "--claim", f"{ns}/data-kafka-2", "--for", "30m",
+            "--reason", "decommissioning broker 2, CHG-88", "--approved-by", "lead@example.com",
+            "--apply", "--kubeconfig", str(cluster.kubeconfig),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    [stored] = k8s.CustomObjectsApi(cluster.api).list_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL
+    )["items"]
+    assert f"guardexception.stateful-guard.io/{stored['metadata']['name']} created" in run.stdout
+    assert stored["spec"]["match"] == {
+        "kinds": ["PersistentVolumeClaim"],
+        "names": ["data-kafka-2"],
+    }
+    assert stored["spec"]["approvedBy"] == "lead@example.com"
