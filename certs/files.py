@@ -10,6 +10,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
 
 from certs.authority import KeyPair, make_ca, make_serving_cert, service_dns_names
 
@@ -88,9 +91,29 @@ def issue(
     return files
 
 
-def ensure(directory: Path, *, service: str, namespace: str) -> tuple[CertFiles, bool]:
-    """Serving files in `directory`, made once and reused; True when they were just made."""
+def dns_names_of(cert_path: Path) -> set[str]:
+    """The DNS SANs of a PEM certificate file."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return set(sans.get_values_for_type(x509.DNSName))
+
+
+def ensure(
+    directory: Path, *, service: str, namespace: str
+) -> tuple[CertFiles, Literal["made", "reused", "re-issued"], list[str]]:
+    """Serving files in `directory`, made once and reused. Reused files that lack the
+    Service names now asked for are issued again from the directory's CA, when it holds the
+    CA's key (ours); else they are reused as they are. Returns the files, what was done, and
+    the names the certificate still lacks (to warn of)."""
     files = CertFiles(directory)
-    if files.cert.exists() and files.key.exists():
-        return files, False
-    return issue(directory, service=service, namespace=namespace), True
+    if not (files.cert.exists() and files.key.exists()):
+        return issue(directory, service=service, namespace=namespace), "made", []
+    missing = sorted(set(service_dns_names(service, namespace)) - dns_names_of(files.cert))
+    if not missing:
+        return files, "reused", []
+    if files.ca_cert.exists() and files.ca_key.exists():
+        return issue(directory, service=service, namespace=namespace), "re-issued", []
+    return files, "reused", missing

@@ -131,7 +131,10 @@ class Config(_Section):
             try:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+                mark = getattr(exc, "problem_mark", None)
+                where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from None
             if data is None:
                 data = {}
             if not isinstance(data, dict):
@@ -140,10 +143,7 @@ class Config(_Section):
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-                for err in exc.errors()
-            )
+            problems = "; ".join(_problem(err) for err in exc.errors())
             raise ConfigError(f"{' + '.join(s for s, _ in layers)}: {problems}") from None
 
     def policy_mode(self, policy: Defaults) -> Mode:
@@ -186,6 +186,23 @@ class Config(_Section):
     @property
     def longest_exception(self) -> dt.timedelta:
         return self.exceptions.longest
+
+
+def _problem(err: Any) -> str:
+    """One validation error: the key, what was wrong, the value read. YAML 1.1 reads an
+    unquoted off/on/yes/no as a boolean, which is how `mode: off` becomes false."""
+    where = ".".join(str(p) for p in err["loc"]) or "<root>"
+    value = err.get("input")
+    said = f"{where}: {err['msg']}"
+    if isinstance(value, bool):
+        word = "off" if where.endswith("mode") and value is False else str(value).lower()
+        return (
+            f'{said}; read {str(value).lower()}: quote it ("{word}"), YAML reads off, on, yes '
+            "and no as booleans"
+        )
+    if value is not None and not isinstance(value, dict | list):
+        return f"{said}; read {value!r}"
+    return said
 
 
 def _over(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -69,8 +69,10 @@ def validate(review: Review) -> Result:
             unknown.append(
                 Result.warn(
                     f"{owner}: {count} replicas mount claim {name}, which the cluster view does "
-                    "not have; if it is ReadWriteOnce they cannot share it.",
-                    short=f"{owner}: claim {name} unknown; {count} replicas cannot share RWO",
+                    "not have, so whether they can share it is unknown (a ReadWriteOnce claim "
+                    "they cannot). Give each replica its own claim (volumeClaimTemplates), or "
+                    "pass the claim to the audit (--objects).",
+                    short=f"{owner}: claim {name} unknown to the view; pass it with --objects",
                 )
             )
             continue

@@ -131,8 +131,9 @@ def validate(review: Review) -> Result:
             results.append(
                 Result.cannot_decide(
                     f"{owner}: cannot check StorageClass {name}, the cluster view has no "
-                    "StorageClasses",
-                    short=f"{owner}: cannot check class {name}: view has no StorageClasses",
+                    "StorageClasses (offline: pass them with --objects, e.g. `kubectl get "
+                    "storageclass -o yaml`)",
+                    short=f"{owner}: cannot check class {name}; pass StorageClasses (--objects)",
                 )
             )
             continue

@@ -17,8 +17,8 @@ import yaml
 from policies.config import Config
 from tests.support import ROOT
 from webhook.audits.audit import judge, manifest_subjects
-from webhook.audits.outputs import render
-from webhook.cluster.manifests import load, parse
+from webhook.audits.outputs import render, table
+from webhook.cluster.manifests import ManifestError, load, parse
 from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
 
@@ -56,6 +56,7 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 
@@ -79,13 +80,13 @@ def test_gallery_findings(system: str) -> None:
 
 
 def test_table(capsys: pytest.CaptureFixture[str]) -> None:
-    text = render(audit(GALLERY), "table")
+    text = table(audit(GALLERY), width=240)
     lines = text.splitlines()
     assert lines[0].split() == ["RESULT", "POLICY", "OBJECT", "WHERE", "MESSAGE"]
     row = next(line for line in lines if "Deployment cache/redis-replicas" in line)
     assert row.split()[:2] == ["fail", "shared-volume"]
     assert f"{GALLERY}/redis.yaml:8" in row
-    assert lines[-1].startswith("10 objects: 1 failed (enforce), ")
+    assert lines[-1].startswith("10 objects, 28 findings: 1 failed (enforce), 23 warnings, ")
 
 
 def test_json() -> None:
@@ -98,7 +99,7 @@ def test_json() -> None:
         "namespace": "search",
         "name": "es-master",
         "source": str(GALLERY / "elasticsearch.yaml"),
-        "document": 1,
+        "document": 2,
         "line": 10,
     }
     assert result["failed"] is False  # a missing class and a ClusterIP Service: warned
@@ -175,7 +176,9 @@ def test_exit_codes() -> None:
     ("content", "where"),
     [
         pytest.param("kind: StatefulSet\nmetadata: {name: a\n", "bad.yaml:3", id="yaml"),
-        pytest.param("- 1\n- 2\n", "bad.yaml: document 0 is not a Kubernetes object", id="no-kind"),
+        pytest.param(
+            "- 1\n- 2\n", "bad.yaml:1: document 1 is not a Kubernetes object", id="no-kind"
+        ),
     ],
 )
 def test_unreadable_input_is_exit_2_naming_file_and_line(
@@ -231,12 +234,24 @@ def test_stdin_json_and_list_kinds(tmp_path: Path) -> None:
 
 
 def test_document_lines() -> None:
-    manifests = parse("# c\nkind: A\n---\nkind: B\n---\n\n---\nkind: C\n", source="x")
+    """Each document's first line of content: past `helm template`'s `# Source:` headers."""
+    manifests = parse(
+        "# c\nkind: A\n---\nkind: B\n---\n\n---\n# Source: chart/c.yaml\n\nkind: C\n",
+        source="x",
+    )
     assert [(m.object["kind"], m.index, m.line) for m in manifests] == [
-        ("A", 0, 1),
+        ("A", 0, 2),
         ("B", 1, 4),
-        ("C", 3, 8),
+        ("C", 3, 10),
     ]
+
+
+def test_list_items_are_told_apart() -> None:
+    listing = {"kind": "List", "items": [{"kind": "A"}, {"kind": "B"}]}
+    manifests = parse(json.dumps(listing), source="-")
+    assert [(m.object["kind"], m.line, m.item) for m in manifests] == [("A", 1, 1), ("B", 1, 2)]
+    with pytest.raises(ManifestError, match=r"^-:1: document 1, item 2 is not a Kubernetes"):
+        parse(json.dumps({"kind": "List", "items": [{"kind": "A"}, {}]}), source="-")
 
 
 def test_directories_skip_other_yaml(tmp_path: Path) -> None:
@@ -261,3 +276,53 @@ def test_an_offline_audit_loads_neither_the_server_nor_the_cluster_client() -> N
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert run.stderr.strip().splitlines()[-1] == "1 []", run.stderr
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+def test_the_table_fits_the_terminal(width: int) -> None:
+    """No line wider than the terminal; every message whole, wrapped; the object not said
+    again in its message, nor `would deny:` in a warn row."""
+    report = audit(GALLERY)
+    lines = table(report, width=width).splitlines()
+    assert max(map(len, lines)) <= width
+    text = " ".join(" ".join(lines).split())
+    for judged in report.judged:
+        for finding in judged.findings:
+            said = finding.message.removeprefix("would deny: ")
+            said = said.removeprefix(f"{judged.subject}: ")
+            assert " ".join(said.split()) in text, said
+    assert "would deny:" not in text
+    assert "StatefulSet cache/redis-master: env REDIS_PASSWORD" not in text
+
+
+def test_summary_counts_objects_and_findings_with_plurals() -> None:
+    from webhook.audits.outputs import summary_line
+
+    one = audit(GALLERY / "redis.yaml")
+    assert summary_line(one) == (
+        "3 objects, 3 findings: 1 failed (enforce), 1 warning, 1 change, 0 audit records; "
+        "7 policy checks passed"
+    )
+
+
+def test_junit_messages_are_cut_between_words_with_an_ellipsis() -> None:
+    from webhook.audits.outputs import _cut
+
+    text = "word " * 60
+    cut = _cut(text.strip(), 200)
+    assert len(cut) <= 200 and cut.endswith("word...")
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_example_comments_say_what_the_audit_says(example: Path) -> None:
+    """Each example's header quotes the summary of its audit; it must still be true."""
+    if example.name == "cluster.yaml":
+        return
+    header = example.read_text().split("\napiVersion", 1)[0]
+    command = f"stateful-guard audit -f examples/{example.name} --objects examples/cluster.yaml"
+    assert f"`{command}`:" in header, "the header says what the audit finds"
+    quoted = header.split(f"`{command}`:\n#", 1)[1].strip()
+    run = cli("-f", f"examples/{example.name}", "--objects", "examples/cluster.yaml")
+    assert run.stdout.strip().splitlines()[-1] == quoted

@@ -82,11 +82,27 @@ def test_issue_writes_private_keys_0600_and_keeps_the_ca(tmp_path: Path) -> None
 
 
 def test_ensure_makes_once_and_reuses(tmp_path: Path) -> None:
-    made, fresh = files.ensure(tmp_path / "certs", service="s", namespace="n")
-    assert fresh
+    made, done, _ = files.ensure(tmp_path / "certs", service="s", namespace="n")
+    assert done == "made"
     content = made.cert.read_bytes()
-    again, fresh = files.ensure(tmp_path / "certs", service="s", namespace="n")
-    assert not fresh and again.cert.read_bytes() == content
+    again, done, missing = files.ensure(tmp_path / "certs", service="s", namespace="n")
+    assert (done, missing) == ("reused", []) and again.cert.read_bytes() == content
+
+
+def test_reused_certificates_get_newly_asked_names(tmp_path: Path) -> None:
+    """`serve --service foo --namespace bar` over certificates made for the defaults: issued
+    again from our CA (same CA, so caBundle stays valid); without the CA's key, reused and
+    the missing names reported."""
+    made, _, _ = files.ensure(tmp_path / "certs", service="s", namespace="n")
+    ca = made.ca_cert.read_bytes()
+    again, done, missing = files.ensure(tmp_path / "certs", service="foo", namespace="bar")
+    assert (done, missing) == ("re-issued", [])
+    assert "foo.bar.svc" in files.dns_names_of(again.cert)
+    assert again.ca_cert.read_bytes() == ca
+    made.ca_key.unlink()  # certificates someone else's CA signed
+    _, done, missing = files.ensure(tmp_path / "certs", service="other", namespace="ns")
+    assert done == "reused"
+    assert missing == ["other", "other.ns", "other.ns.svc", "other.ns.svc.cluster.local"]
 
 
 def test_certs_command(tmp_path: Path) -> None:

@@ -78,14 +78,23 @@ def test_empty_file_is_the_default() -> None:
         ),
         pytest.param("breakGlass: {users: alice}\n", "breakGlass.users", id="users-not-a-list"),
         pytest.param("- a\n- b\n", "must be a mapping, got list", id="not-a-mapping"),
-        pytest.param("policies: [\n", "not valid YAML", id="not-yaml"),
+        pytest.param("policies: [\n", ":2:1: not valid YAML: expected the node", id="not-yaml"),
+        pytest.param(
+            "policies: {force-delete: {mode: off}}\n",
+            'read false: quote it ("off"), YAML reads off, on, yes and no as booleans',
+            id="unquoted-off",
+        ),
+        pytest.param(
+            "policies: {force-delete: {mode: strict}}\n", "enforce'; read 'strict'", id="value"
+        ),
     ],
 )
 def test_errors_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         Config.from_yaml(text, source="stateful-guard.yaml")
-    assert str(error.value).startswith("stateful-guard.yaml: ")
+    assert str(error.value).startswith("stateful-guard.yaml:")
     assert message in str(error.value)
+    assert "\n" not in str(error.value) and "<unicode string>" not in str(error.value)
 
 
 def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:

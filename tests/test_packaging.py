@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from tests.support import ROOT
 
 PACKAGES = ("webhook", "policies", "certs")
@@ -20,7 +22,7 @@ def test_the_wheel_holds_every_module(tmp_path: Path) -> None:
     # configuration leaves out
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     for package in PACKAGES:
         shutil.copytree(
@@ -51,3 +53,36 @@ def test_the_wheel_holds_every_module(tmp_path: Path) -> None:
     }
     assert sources - packed == set()
     assert not any(name.startswith(("tests/", "bench/")) for name in packed)
+    assert any(name.endswith("licenses/LICENSE") for name in packed), "the license ships"
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """name -> version of each `name==version \\` line, each followed by its hashes."""
+    found = {}
+    lines = lock.read_text().splitlines()
+    for n, line in enumerate(lines):
+        if "==" in line and not line.startswith((" ", "#")):
+            name, _, version = line.split(" ")[0].partition("==")
+            assert lines[n + 1].strip().startswith("--hash=sha256:"), f"{name} has no hash"
+            found[name.lower().replace("_", "-")] = version
+    return found
+
+
+def test_the_lock_files_pin_every_dependency_with_hashes() -> None:
+    """requirements.lock (the image, the first README command) and requirements-test.lock (CI,
+    the test command) pin what pyproject.toml asks for, each version within its range."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {
+        "requirements.lock": project["dependencies"],
+        "requirements-test.lock": project["dependencies"]
+        + project["optional-dependencies"]["test"],
+    }
+    for lock, requirements in wanted.items():
+        pinned = pins(ROOT / lock)
+        for text in requirements:
+            requirement = Requirement(text)
+            name = requirement.name.lower().replace("_", "-")
+            assert name in pinned, f"{lock} does not pin {name}"
+            assert requirement.specifier.contains(pinned[name]), f"{lock}: {name} {pinned[name]}"

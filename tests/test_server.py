@@ -82,8 +82,8 @@ async def test_validate_never_returns_a_patch(client: TestClient) -> None:
     assert body["response"]["allowed"] is True
     assert "patch" not in body["response"]
     assert body["response"]["warnings"] == [
-        "[stateful-practices] would deny: StatefulSet default/mysql: no readinessProbe in any "
-        "container (OrderedReady)",
+        "[stateful-practices] would deny: StatefulSet default/mysql: add a readinessProbe "
+        "(OrderedReady start-up waits on it)",
         "[availability] would deny: StatefulSet default/mysql: no PodDisruptionBudget; add one "
         "with maxUnavailable: 1",
         "[availability] would deny: StatefulSet default/mysql: members may share a node; add "
@@ -172,6 +172,33 @@ async def test_wrong_content_type_is_415(client: TestClient) -> None:
     assert (await response.json())["error"] == (
         "content type must be application/json, got text/plain"
     )
+
+
+async def test_a_missing_content_type_is_said_to_be_missing(client: TestClient) -> None:
+    response = await client.post("/mutate", data=b"{}", skip_auto_headers=["Content-Type"])
+    assert response.status == 415
+    assert (await response.json())["error"] == ("content type must be application/json, got none")
+
+
+async def test_a_body_that_is_not_utf8_is_said_to_be_so(client: TestClient) -> None:
+    response = await client.post("/validate", data=b'{"a": "\xff\xfe"}', headers=JSON)
+    assert response.status == 400
+    assert (await response.json())["error"] == "body is not UTF-8 (byte 7); JSON must be UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/validate", 400), ("GET", "/nowhere", 404), ("GET", "/validate", 405)],
+)
+async def test_every_rejected_request_leaves_a_log_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture, method: str, path: str, status: int
+) -> None:
+    caplog.set_level("INFO", logger="stateful_guard.server")
+    response = await client.request(method, path, data=b"not json", headers=JSON)
+    assert response.status == status
+    [line] = [r for r in caplog.records if r.getMessage() == "rejected request"]
+    assert (line.status, line.method, line.path) == (status, method, path)  # type: ignore[attr-defined]
+    assert line.error  # type: ignore[attr-defined]
 
 
 async def test_huge_body_is_413(client: TestClient) -> None:
@@ -308,3 +335,13 @@ async def test_audit_mode_records_refused_deletes_and_scales(aiohttp_client) -> 
             f'stateful_guard_policy_decisions_total{{decision="audit",mode="audit",'
             f'policy="{policy}"}} 1.0'
         ) in metrics
+
+
+def test_certificate_reloads_are_a_counter() -> None:
+    from webhook.serving.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.count_certificate_reloads(lambda: 3)
+    text = metrics.exposition().decode()
+    assert "# TYPE stateful_guard_certificate_reloads_total counter" in text
+    assert "stateful_guard_certificate_reloads_total 3.0" in text

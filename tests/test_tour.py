@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shlex
 import shutil
@@ -112,6 +113,8 @@ def test_readme_audit_output_is_real() -> None:
             text=True,
             timeout=60,
             check=False,
+            env={**os.environ, "COLUMNS": "100"},  # the width the README shows
         )
         assert run.returncode in (0, 1), run.stderr
+        assert max(map(len, run.stdout.splitlines())) <= 100, "fits the terminal"
         assert run.stdout == expected, command

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import socket
@@ -15,12 +17,12 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from policies import exceptions
 from policies.config import Config, ConfigError
 from policies.registry import POLICIES
-from webhook import collector, logs
+from webhook import collector, logs, package_version
 from webhook.audits.audit import cluster_subjects, judge, manifest_subjects
 from webhook.audits.outputs import FORMATS, render
 from webhook.cluster.manifests import ManifestError, load
@@ -28,24 +30,62 @@ from webhook.cluster.memory import MemoryView
 from webhook.engine import Engine
 
 if TYPE_CHECKING:
+    from certs.files import CertFiles
     from policies.view import ClusterView
     from webhook.cluster.live import LiveView
     from webhook.serving.metrics import Metrics
     from webhook.serving.server import Job
 
 log = logging.getLogger("stateful_guard.cli")
+T = TypeVar("T")
+
+# Exit codes, one table (README "Exit codes"; tests/test_cli.py holds each to it).
+EXIT_OK = 0  # done; an audit: no enforce-mode policy failed
+EXIT_FAILED = 1  # an audit: an enforce-mode policy failed
+EXIT_USAGE = 2  # bad options, an unreadable config or manifest, a bad value
+EXIT_CLUSTER = 3  # the cluster: kubeconfig missing or broken, unreachable, or refused us
+EXIT_NOTHING = 4  # an audit judged nothing (`--allow-empty` makes it 0)
+EXIT_LOCAL = 5  # this machine: an address in use, a directory we cannot write
 
 DEFAULT_CERT_DIR = Path(".stateful-guard/certs")
 DEFAULT_SERVICE = "stateful-guard"
 DEFAULT_NAMESPACE = os.environ.get("POD_NAMESPACE", "stateful-guard")
 
 
+class CliError(Exception):
+    """A failure the user can act on: said in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def parse_listen(value: str) -> tuple[str, int]:
-    """HOST:PORT; port 0 picks a free one (logged at start)."""
+    """HOST:PORT, [IPv6]:PORT or :PORT (every address); port 0 picks a free one, logged at
+    start."""
     host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8443"
+
+
+def positive_days(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of days, 1 or more, got {value!r}"
+        )
+    return int(value)
+
+
+def ip_address(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an IPv4 or IPv6 address, got {value!r}"
+        ) from None
 
 
 def load_config(paths: Sequence[Path] | None) -> Config:
@@ -59,28 +99,101 @@ def load_config(paths: Sequence[Path] | None) -> Config:
     return Config.from_layers(layers)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from certs import files as cert_files
-    from certs.reload import ReloadingContext
-    from webhook.cluster.live import LiveView, api_client
-    from webhook.serving.metrics import Metrics
-    from webhook.serving.server import Limits, ServerState, make_app, serve
+def cluster_client(
+    kubeconfig: str | None, *, in_cluster: bool = False, retries: int | None = None
+) -> Any:
+    """The API client `--kubeconfig` / `--in-cluster` name; a missing or broken kubeconfig is
+    a CliError that names it."""
+    from kubernetes.config import ConfigException
 
-    config = load_config(args.config)
-    certs, made = cert_files.ensure(args.cert_dir, service=args.service, namespace=args.namespace)
-    if made:
+    from webhook.cluster.live import api_client
+
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if in_cluster:
+        where = "the in-cluster service account"
+    elif kubeconfig and not Path(kubeconfig).is_file():
+        raise CliError(f"kubeconfig {kubeconfig}: no such file", EXIT_CLUSTER)
+    try:
+        return api_client(kubeconfig=kubeconfig, in_cluster=in_cluster, retries=retries)
+    except (ConfigException, OSError) as exc:
+        raise CliError(f"kubeconfig {where}: {exc}", EXIT_CLUSTER) from None
+
+
+def cluster_failure(exc: BaseException, what: str, client: Any) -> CliError | None:
+    """What went wrong talking to the cluster, in one line, or None if `exc` is not that."""
+    from kubernetes.client import ApiException
+    from urllib3.exceptions import HTTPError
+
+    server = getattr(getattr(client, "configuration", None), "host", "the cluster")
+    if isinstance(exc, ApiException):
+        reason = exc.reason or ""
+        with contextlib.suppress(ValueError, AttributeError):
+            reason = json.loads(exc.body or "{}").get("message") or reason
+        return CliError(f"{server} refused to {what}: HTTP {exc.status}: {reason}", EXIT_CLUSTER)
+    if isinstance(exc, HTTPError | OSError):
+        cause = getattr(exc, "reason", None) or exc
+        return CliError(f"cannot reach {server} to {what}: {_plain_cause(cause)}", EXIT_CLUSTER)
+    if isinstance(exc, RuntimeError) and str(exc).startswith("GET "):  # live.get's statuses
+        return CliError(f"{server} refused to {what}: {exc}", EXIT_CLUSTER)
+    return None
+
+
+def _plain_cause(cause: object) -> str:
+    """`[Errno 111] Connection refused` out of urllib3's nested wrappers."""
+    text = str(cause)
+    start = text.find("[Errno")
+    return text[start:].rstrip("')\"") if start >= 0 else text
+
+
+def _serving_certs(args: argparse.Namespace) -> CertFiles:
+    """The certificate files to serve with, made, reused or issued again (logged which)."""
+    from certs import files as cert_files
+
+    try:
+        certs, done, missing = cert_files.ensure(
+            args.cert_dir, service=args.service, namespace=args.namespace
+        )
+    except OSError as exc:
+        raise CliError(
+            f"cannot write certificates in {args.cert_dir}: {exc.strerror or exc}; "
+            "choose another --cert-dir",
+            EXIT_LOCAL,
+        ) from None
+    if done == "made":
         log.info(
             "made a local CA and serving certificate",
             extra={"ca": str(certs.ca_cert), "cert": str(certs.cert)},
         )
+    elif done == "re-issued":
+        log.info(
+            "serving certificate issued again from its CA, for the names now asked for",
+            extra={"cert": str(certs.cert), "service": f"{args.service}.{args.namespace}"},
+        )
+    elif missing:
+        log.warning(
+            "the serving certificate lacks names the API server may call us by; issue it "
+            "again (stateful-guard certs) or pass the --service/--namespace it was made for",
+            extra={"cert": str(certs.cert), "missing": missing},
+        )
+    return certs
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from certs.reload import ReloadingContext
+    from webhook.cluster.live import LiveView
+    from webhook.serving.metrics import Metrics
+    from webhook.serving.server import Limits, ListenError, ServerState, make_app, serve
+
+    config = load_config(args.config)
+    certs = _serving_certs(args)
     tls = ReloadingContext(certs.cert, certs.key, args.client_ca)
     metrics = Metrics()
-    metrics.cert_reloads.set_function(lambda: tls.reloads)
+    metrics.count_certificate_reloads(lambda: tls.reloads)
     jobs: list[Job] = [lambda: tls.watch(args.cert_reload_interval)]
     live: LiveView | None = None
     view: ClusterView
     if args.kubeconfig or args.in_cluster:
-        client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
+        client = cluster_client(args.kubeconfig, in_cluster=args.in_cluster)
         live = view = LiveView(client)
         live.start()
         metrics.watch_view(live)
@@ -116,6 +229,8 @@ def _serve(args: argparse.Namespace) -> int:
         record=recorder.submit if recorder else None,
     )
     host, port = args.listen
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - said, not silent
+        log.info("listening on every address of this machine", extra={"listen": host})
     try:
         asyncio.run(
             serve(
@@ -126,16 +241,16 @@ def _serve(args: argparse.Namespace) -> int:
                 shutdown_timeout=args.shutdown_timeout,
                 shutdown_delay=args.shutdown_delay,
                 ops=args.ops_listen,
-                started=lambda: log.info(
-                    "serving",
-                    extra={
-                        "listen": f"https://{host}:{port}",
-                        "ops": "http://{}:{}".format(*args.ops_listen),
-                        "cert": str(certs.cert),
-                    },
+                started=lambda listen, ops: log.info(
+                    "serving (Ctrl-C stops, after --shutdown-delay; a second Ctrl-C at once)",
+                    extra={"listen": listen, "ops": ops, "cert": str(certs.cert)},
                 ),
             )
         )
+    except ListenError as exc:
+        raise CliError(
+            f"{exc.strerror}; choose another --listen or --ops-listen", EXIT_LOCAL
+        ) from None
     finally:
         if live is not None:
             live.stop()
@@ -220,30 +335,64 @@ def _identity() -> str:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    """Judge manifests (-f) or a live cluster; exit 1 when an enforce-mode policy fails."""
+    """Judge manifests (-f) or a live cluster; the exit code says how it went (EXIT_*)."""
+    if not args.cluster:
+        stray = [f for f in ("report", "kubeconfig", "in_cluster") if getattr(args, f)]
+        if stray:
+            flags = ", ".join("--" + f.replace("_", "-") for f in stray)
+            raise CliError(f"{flags}: only with --cluster", EXIT_USAGE)
     config = load_config(args.config)
+    unreadable: list[ManifestError] = []
     with collector.paused():  # what is read lives until the report is written
         extra = [m.object for m in load(args.objects)] if args.objects else []
         if args.cluster:
             from webhook.audits import policyreports
-            from webhook.cluster.live import api_client, cluster_objects
+            from webhook.cluster.live import cluster_objects
 
-            client = api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
-            objects = cluster_objects(client)
+            client = cluster_client(args.kubeconfig, in_cluster=args.in_cluster, retries=0)
+            objects = _from_cluster(client, "list its objects", lambda: cluster_objects(client))
         else:
-            manifests = load(args.file)
+            manifests = load(args.file, unreadable=unreadable)
     collector.settle(collect=False)
     if args.cluster:
         view = MemoryView([*objects, *extra])
         report = judge(Engine(view, config), cluster_subjects(objects))
         if args.report:
-            for done in policyreports.write(client, policyreports.policy_reports(report)):
+            reports = policyreports.policy_reports(report)
+            written = _from_cluster(
+                client, "write PolicyReports", lambda: policyreports.write(client, reports)
+            )
+            for done in written:
                 print(done, file=sys.stderr)
     else:
         view = MemoryView([*(m.object for m in manifests), *extra])
         report = judge(Engine(view, config), manifest_subjects(manifests))
+        for error in unreadable:
+            report.add_unreadable(error.source, error.line, str(error))
     sys.stdout.write(render(report, args.output))
-    return 1 if report.failed else 0
+    if report.unreadable:
+        return EXIT_USAGE
+    if not report.judged and not args.allow_empty:
+        where = "the cluster" if args.cluster else " ".join(args.file)
+        print(
+            f"stateful-guard: nothing to judge in {where}: no StatefulSet, "
+            "PersistentVolumeClaim, Deployment or ReplicaSet (a failed `helm template` "
+            "upstream?); --allow-empty accepts that",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _from_cluster(client: Any, what: str, call: Callable[[], T]) -> T:
+    """`call`'s result; a failure talking to the cluster is a CliError that says what."""
+    try:
+        return call()
+    except Exception as exc:
+        failure = cluster_failure(exc, what, client)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _exception_create(args: argparse.Namespace) -> int:
@@ -293,28 +442,61 @@ def _exception_create(args: argparse.Namespace) -> int:
         return 0
     from kubernetes import client
 
-    from webhook.cluster.live import api_client
-
-    api = client.CustomObjectsApi(api_client(kubeconfig=args.kubeconfig))
+    api = cluster_client(args.kubeconfig, retries=0)
     meta = body["metadata"]
-    api.create_namespaced_custom_object(
-        exceptions.GROUP, exceptions.VERSION, meta["namespace"], exceptions.PLURAL, body
+    _from_cluster(
+        api,
+        "create the GuardException",
+        lambda: client.CustomObjectsApi(api).create_namespaced_custom_object(
+            exceptions.GROUP, exceptions.VERSION, meta["namespace"], exceptions.PLURAL, body
+        ),
     )
     print(f"guardexception.{exceptions.GROUP}/{meta['name']} created in {meta['namespace']}")
     return 0
 
 
+EXIT_CODES = """exit codes:
+  0  done; audit: no enforce-mode policy failed
+  1  audit: an enforce-mode policy failed
+  2  bad options, an unreadable config or manifest
+  3  the cluster: kubeconfig missing or broken, unreachable, or it refused us
+  4  audit: nothing to judge (--allow-empty makes it 0)
+  5  this machine: an address in use, a directory that cannot be written"""
+# The Kubernetes APIs spoken: the webhook's wire format and the kinds it judges and writes.
+APIS = (
+    "admission.k8s.io/v1",
+    "apps/v1",
+    "v1",
+    "policy/v1",
+    "stateful-guard.io/v1alpha1",
+    "wgpolicyk8s.io/v1alpha2",
+)
+
+
+def version_line() -> str:
+    return f"stateful-guard {package_version()}"
+
+
+def _version(_: argparse.Namespace) -> int:
+    print(version_line())
+    print(f"Kubernetes APIs: {', '.join(APIS)} (tested with kube-apiserver v1.35)")
+    return EXIT_OK
+
+
 def _certs(args: argparse.Namespace) -> int:
     from certs import files as cert_files
 
-    files = cert_files.issue(
-        args.out,
-        service=args.service,
-        namespace=args.namespace,
-        dns_names=args.dns,
-        ips=args.ip,
-        days=args.days,
-    )
+    try:
+        files = cert_files.issue(
+            args.out,
+            service=args.service,
+            namespace=args.namespace,
+            dns_names=args.dns,
+            ips=args.ip,
+            days=args.days,
+        )
+    except OSError as exc:
+        raise CliError(f"cannot write into {args.out}: {exc.strerror or exc}", EXIT_LOCAL) from None
     for path in (files.ca_cert, files.cert, files.key):
         print(path)
     return 0
@@ -324,25 +506,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stateful-guard",
         description="Admission webhook and policy service for stateful Kubernetes workloads.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line())
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    commands = parser.add_subparsers(dest="command", required=True)
+    common.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning"],
+        help="how much to log, as JSON lines on stderr",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the TLS admission webhook", parents=[common])
+    serve = commands.add_parser(
+        "serve",
+        help="run the TLS admission webhook",
+        parents=[common],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve POST /mutate and /validate (AdmissionReview v1) over TLS, and "
+        "/healthz, /readyz, /metrics on a plain-HTTP ops port. With no certificate in "
+        "--cert-dir it makes a local CA and a serving certificate there, once. The cluster "
+        "view comes from --kubeconfig or --in-cluster (list+watch), or --objects manifests; "
+        "with none it is empty (logged). Ctrl-C or SIGTERM stops it after --shutdown-delay; "
+        "a second Ctrl-C stops it at once. Config changes need a restart.",
+    )
     serve.add_argument(
         "--listen",
         type=parse_listen,
-        default=("127.0.0.1", 8443),
+        default="127.0.0.1:8443",
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:8443)",
+        help="HTTPS address: HOST:PORT, [IPv6]:PORT, or :PORT for every address (said in the "
+        "log); port 0 picks a free one (logged)",
     )
     serve.add_argument(
         "--cert-dir",
         type=Path,
         default=DEFAULT_CERT_DIR,
-        help="tls.crt/tls.key; made here with a local CA when missing "
-        f"(default {DEFAULT_CERT_DIR})",
+        help="tls.crt/tls.key, reloaded when they change; made here with a local CA when "
+        "missing (with the SANs of --service and --namespace)",
     )
     serve.add_argument(
         "--config",
@@ -366,15 +568,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ops-listen",
         type=parse_listen,
-        default=("127.0.0.1", 8080),
+        default="127.0.0.1:8080",
         metavar="HOST:PORT",
-        help="plain-HTTP address for /healthz, /readyz and /metrics (default 127.0.0.1:8080)",
+        help="plain-HTTP address for /healthz, /readyz and /metrics",
     )
     serve.add_argument(
         "--max-connections",
         type=int,
         metavar="N",
-        help="close new connections past this many on each port (default 256)",
+        help="close new connections past this many on each port (256 when not given)",
     )
     serve.add_argument(
         "--client-ca", type=Path, help="require API server client certificates signed by this CA"
@@ -385,7 +587,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--namespace", default=DEFAULT_NAMESPACE, help="namespace for the certificate's SANs"
     )
-    serve.add_argument("--cert-reload-interval", type=float, default=5.0, metavar="SECONDS")
+    serve.add_argument(
+        "--cert-reload-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often to look for changed certificate files",
+    )
     serve.add_argument(
         "--reconcile-interval",
         type=float,
@@ -435,9 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         parents=[common],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="judge manifests or a live cluster with the same policies, changing nothing",
         description="Judge each StatefulSet, PVC, Deployment and ReplicaSet as if it were being "
-        "created. Exit 1 when an enforce-mode policy fails, 0 otherwise, 2 for unreadable input.",
+        "created. Exit 0: nothing refused; 1: an enforce-mode policy failed; 2: unreadable "
+        "input (the other files are still judged); 3: the cluster could not be read; 4: "
+        "nothing to judge.",
     )
     source = audit.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -453,7 +664,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every object in the cluster (kubeconfig, or --in-cluster)",
     )
-    audit.add_argument("-o", "--output", choices=FORMATS, default="table")
+    audit.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default="table",
+        help="table (fits the terminal; full messages in json), json, sarif or junit",
+    )
+    audit.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 when the input holds nothing to judge (otherwise 4)",
+    )
     audit.add_argument(
         "--objects",
         action="append",
@@ -478,16 +700,38 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(func=_audit)
 
     _exception_parser(commands, common)
+    version = commands.add_parser(
+        "version", help="print the version and the Kubernetes APIs it speaks"
+    )
+    version.set_defaults(func=_version)
 
     certs = commands.add_parser(
-        "certs", help="make a CA and a serving certificate", parents=[common]
+        "certs",
+        help="make a CA and a serving certificate",
+        parents=[common],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Write ca.crt (made once, reused) and a serving certificate for "
+        "SERVICE.NAMESPACE.svc, localhost, 127.0.0.1 and ::1 into --out.",
     )
-    certs.add_argument("--out", type=Path, required=True, help="directory to write into")
-    certs.add_argument("--service", default=DEFAULT_SERVICE)
-    certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)
-    certs.add_argument("--dns", action="append", default=[], help="extra DNS SAN")
-    certs.add_argument("--ip", action="append", default=[], help="extra IP SAN")
-    certs.add_argument("--days", type=int, default=365, help="serving certificate validity")
+    certs.add_argument(
+        "--out", type=Path, required=True, help="directory to write ca.crt, tls.crt, tls.key into"
+    )
+    certs.add_argument(
+        "--service", default=DEFAULT_SERVICE, help="the webhook's Service name (DNS SANs)"
+    )
+    certs.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help="the webhook's namespace (DNS SANs)"
+    )
+    certs.add_argument("--dns", action="append", default=[], help="another DNS SAN (repeatable)")
+    certs.add_argument(
+        "--ip", action="append", default=[], type=ip_address, help="another IP SAN (repeatable)"
+    )
+    certs.add_argument(
+        "--days",
+        type=positive_days,
+        default=365,
+        help="how long the serving certificate is valid, in days (1 or more)",
+    )
     certs.set_defaults(func=_certs)
     return parser
 
@@ -544,27 +788,18 @@ def _exception_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.setup(args.log_level)
+    logs.setup(getattr(args, "log_level", "info"))
     try:
         result: int = args.func(args)
     except (ConfigError, ManifestError) as exc:
         print(f"stateful-guard: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        if not isinstance(exc, _cluster_errors()):
-            raise
-        print(f"stateful-guard: cannot reach the cluster: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"stateful-guard: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
     return result
-
-
-def _cluster_errors() -> tuple[type[Exception], ...]:
-    """What reaching a cluster raises; the client's own errors only if a command loaded it."""
-    if "kubernetes" not in sys.modules:
-        return (OSError, RuntimeError)
-    from kubernetes import client, config
-
-    return (OSError, config.ConfigException, client.ApiException, RuntimeError)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ scan and Gatekeeper's audit do the same).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,8 +33,9 @@ AUDIT_USER = "stateful-guard:audit"
 MANIFEST = "manifest"
 MANIFEST_RATIONALE = "An object the API server would refuse cannot be installed at all."
 
-# excepted: a refusal a GuardException in force waived (`policies.exceptions`)
-Outcome = Literal["fail", "warn", "change", "audit", "skip", "excepted"]
+# excepted: a refusal a GuardException in force waived (`policies.exceptions`); error: a
+# file that could not be read (the audit goes on, and exits 2)
+Outcome = Literal["fail", "warn", "change", "audit", "skip", "excepted", "error"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,18 @@ class Subject:
     index: int = 0
     line: int = 1
     uid: str = ""
+    item: int = 0  # its place in a List document (1-based), 0 for none
+
+    @property
+    def where(self) -> str:
+        """`file:line` (and the List item), as a person looks it up."""
+        if not self.source:
+            return ""
+        return f"{self.source}:{self.line}" + (f" item {self.item}" if self.item else "")
 
     def __str__(self) -> str:
+        if not self.kind:
+            return "-"  # a file that could not be read
         return (
             f"{self.kind} {self.namespace}/{self.name}"
             if self.namespace
@@ -138,6 +150,17 @@ class Report:
     def failed(self) -> bool:
         return any(j.failed for j in self.judged)
 
+    @property
+    def unreadable(self) -> bool:
+        return any(f.outcome == "error" for j in self.judged for f in j.findings)
+
+    def add_unreadable(self, source: str, line: int, message: str) -> None:
+        """A file the audit could not read, as a finding: the others are still judged."""
+        subject = Subject("", "", "", "", source=source, line=line)
+        said = re.sub(r"^:\d+(:\d+)?: ", "", message.removeprefix(source))  # where says it
+        finding = Finding(MANIFEST, "", "error", said)
+        self.judged.append(Judged(subject, [MANIFEST], [finding], []))
+
     def summary(self) -> dict[str, int]:
         counts = {
             "objects": len(self.judged),
@@ -147,6 +170,7 @@ class Report:
             "audit": 0,
             "skip": 0,
             "excepted": 0,
+            "error": 0,
             "pass": 0,
         }
         for judged in self.judged:
@@ -191,6 +215,7 @@ def subject_of(
     source: str = "",
     index: int = 0,
     line: int = 1,
+    item: int = 0,
 ) -> Subject:
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
@@ -203,6 +228,7 @@ def subject_of(
         index=index,
         line=line,
         uid=str(meta.get("uid") or ""),
+        item=item,
     )
 
 
@@ -273,7 +299,10 @@ def judge(engine: Engine, subjects: Iterable[tuple[dict[str, Any], Subject]]) ->
 
 def manifest_subjects(manifests: Iterable[Manifest]) -> Iterable[tuple[dict[str, Any], Subject]]:
     for m in manifests:
-        yield m.object, subject_of(m.object, source=m.source, index=m.index, line=m.line)
+        yield (
+            m.object,
+            subject_of(m.object, source=m.source, index=m.index, line=m.line, item=m.item),
+        )
 
 
 def cluster_subjects(objects: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], Subject]]:

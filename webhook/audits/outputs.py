@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -10,6 +13,7 @@ import orjson
 
 from policies import exceptions
 from policies.registry import BY_ID
+from webhook import package_version
 from webhook.audits.audit import (
     MANIFEST,
     MANIFEST_RATIONALE,
@@ -27,43 +31,108 @@ SARIF_LEVEL = {
     "audit": "note",
     "skip": "note",
     "excepted": "note",
+    "error": "error",
 }
+WIDTH_WHEN_NOT_A_TERMINAL = 120
 
 
 def render(report: Report, fmt: str) -> str:
     return {"table": table, "json": as_json, "sarif": sarif, "junit": junit}[fmt](report)
 
 
-def _where(judged: Judged) -> str:
+def terminal_width() -> int:
+    """The terminal's columns ($COLUMNS first); a fixed width when writing to a file."""
+    return shutil.get_terminal_size((WIDTH_WHEN_NOT_A_TERMINAL, 24)).columns
+
+
+def _plural(count: int, word: str, plural: str = "") -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _message(judged: Judged, message: str) -> str:
+    """A finding as a table row says it: the object is in its own column, and the result
+    column already says that a warn-mode refusal would deny."""
+    message = message.removeprefix("would deny: ")
     subject = judged.subject
-    return f"{subject.source}:{subject.line}" if subject.source else ""
+    for named in (
+        f"{subject}: ",
+        f"{subject.kind.lower()} {subject.namespace}/{subject.name}: ",
+        f"{subject.kind} {subject.name}: ",
+    ):
+        if message.startswith(named):
+            return message[len(named) :]
+    return message
 
 
-def table(report: Report) -> str:
-    rows = [("RESULT", "POLICY", "OBJECT", "WHERE", "MESSAGE")]
+def _columns(rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
+    """Rows whose last column wraps to fit `width` (full text: `-o json`). Where the other
+    columns leave it less than 40 characters, it goes under its row instead, indented."""
+    fixed = [[_short(c, width - 4) for c in r[:-1]] for r in rows]
+    widths = [max(len(r[i]) for r in fixed) for i in range(len(fixed[0]))]
+    indent = sum(widths) + 2 * len(widths)
+    beside = width - indent >= 40
+    lines = []
+    for cells, row in zip(fixed, rows, strict=True):
+        head = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        if beside:
+            wrapped = textwrap.wrap(row[-1], width - indent, break_on_hyphens=False) or [""]
+            lines.append(f"{head}  {wrapped[0]}")
+            lines += [" " * indent + more for more in wrapped[1:]]
+        else:
+            lines.append(head.rstrip() if len(head) <= width else _short(head, width))
+            lines += textwrap.wrap(
+                row[-1], width, initial_indent="    ", subsequent_indent="    ",
+                break_on_hyphens=False,
+            )  # fmt: skip
+    return lines
+
+
+def summary_line(report: Report) -> str:
+    s = report.summary()
+    findings = sum(s[k] for k in ("fail", "warn", "change", "audit", "skip", "excepted"))
+    parts = [
+        f"{s['fail']} failed (enforce)",
+        _plural(s["warn"], "warning"),
+        _plural(s["change"], "change"),
+        _plural(s["audit"], "audit record"),
+    ]
+    if s["skip"]:
+        parts.append(f"{s['skip']} skipped by annotation")
+    if s["excepted"]:
+        parts.append(f"{s['excepted']} let past by exceptions")
+    if s["error"]:
+        parts.append(_plural(s["error"], "unreadable file"))
+    judged = s["objects"] - s["error"]
+    return (
+        f"{_plural(judged, 'object')}, {_plural(findings, 'finding')}: {', '.join(parts)}; "
+        f"{_plural(s['pass'], 'policy check')} passed"
+    )
+
+
+def table(report: Report, width: int | None = None) -> str:
+    width = width or terminal_width()
+    rows: list[tuple[str, ...]] = [("RESULT", "POLICY", "OBJECT", "WHERE", "MESSAGE")]
     for judged in report.judged:
         for f in judged.findings:
-            rows.append((f.outcome, f.policy, str(judged.subject), _where(judged), f.message))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
-        for r in rows
-    ]
-    s = report.summary()
-    lines.append("")
-    lines.append(
-        f"{s['objects']} objects: {s['fail']} failed (enforce), {s['warn']} warnings, "
-        f"{s['change']} changes, {s['audit']} audit records, "
-        + (f"{s['skip']} skipped by annotation, " if s["skip"] else "")
-        + (f"{s['excepted']} let past by exceptions, " if s["excepted"] else "")
-        + f"{s['pass']} policy checks passed"
-    )
-    if len(rows) == 1:
-        lines = lines[-1:]
-    return "\n".join(lines + _exceptions_table(report)) + "\n"
+            rows.append(
+                (
+                    f.outcome,
+                    f.policy,
+                    str(judged.subject),
+                    judged.subject.where,
+                    _message(judged, f.message),
+                )
+            )
+    lines = [*_columns(rows, width), ""] if len(rows) > 1 else []
+    lines += textwrap.wrap(summary_line(report), width)
+    return "\n".join(lines + _exceptions_table(report, width)) + "\n"
 
 
-def _exceptions_table(report: Report) -> list[str]:
+def _exceptions_table(report: Report, width: int) -> list[str]:
     """The GuardExceptions in force, soonest-ending first; those ending within a day marked."""
     if not report.exceptions:
         return []
@@ -71,16 +140,9 @@ def _exceptions_table(report: Report) -> list[str]:
     for e in report.exceptions:
         ends = exceptions.stamp(e.ends) + (" (within a day)" if e.ending_soon else "")
         rows.append((e.ref, ",".join(e.policies), ends, e.objects, e.who, e.reason))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     soon = sum(1 for e in report.exceptions if e.ending_soon)
-    return [
-        "",
-        f"{len(report.exceptions)} GuardExceptions in force ({soon} ending within a day):",
-        *(
-            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
-            for r in rows
-        ),
-    ]
+    count = _plural(len(report.exceptions), "GuardException")
+    return ["", f"{count} in force ({soon} ending within a day):", *_columns(rows, width)]
 
 
 def _exception(e: ExceptionInForce) -> dict[str, Any]:
@@ -113,8 +175,9 @@ def as_json(report: Report) -> str:
                     "namespace": s.namespace,
                     "name": s.name,
                     "source": s.source,
-                    "document": s.index,
+                    "document": s.index + 1,
                     "line": s.line,
+                    **({"item": s.item} if s.item else {}),
                 },
                 "failed": judged.failed,
                 "findings": [_finding(f) for f in judged.findings],
@@ -190,12 +253,26 @@ def sarif(report: Report) -> str:
         "version": "2.1.0",
         "runs": [
             {
-                "tool": {"driver": {"name": "stateful-guard", "version": "0.1.0", "rules": rules}},
+                "tool": {
+                    "driver": {
+                        "name": "stateful-guard",
+                        "version": package_version(),
+                        "rules": rules,
+                    }
+                },
                 "results": results,
             }
         ],
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, cut between words, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "..."
 
 
 def junit(report: Report) -> str:
@@ -216,7 +293,7 @@ def junit(report: Report) -> str:
             if failed:
                 failures += 1
                 failure = ET.SubElement(
-                    case, "failure", type=policy, message=failed[0].message[:200]
+                    case, "failure", type=policy, message=_cut(failed[0].message, 200)
                 )
                 failure.text = "\n".join(f.message for f in failed)
             others = [f"{f.outcome}: {f.message}" for f in findings if f.outcome != "fail"]

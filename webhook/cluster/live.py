@@ -253,8 +253,13 @@ class NotServed(Exception):
     """The API server does not serve this collection (HTTP 404): a CRD not installed."""
 
 
-def api_client(*, kubeconfig: str | None = None, in_cluster: bool = False) -> k8s.ApiClient:
+def api_client(
+    *, kubeconfig: str | None = None, in_cluster: bool = False, retries: int | None = None
+) -> k8s.ApiClient:
+    """A client for the cluster; `retries` for connection errors (urllib3's default: 3)."""
     configuration = k8s.Configuration()
+    if retries is not None:
+        configuration.retries = retries
     if in_cluster:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:

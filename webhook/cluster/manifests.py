@@ -92,6 +92,11 @@ class ManifestLoader(_SafeLoader):
 class ManifestError(ValueError):
     """An unreadable manifest; the message names the file (and line where known)."""
 
+    def __init__(self, message: str, *, source: str = "", line: int = 1) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
@@ -99,25 +104,52 @@ class Manifest:
     source: str  # file path, or "-" for standard input
     index: int  # the document's position in its file (List items share their document's)
     line: int = 1  # where that document starts (1-based)
+    item: int = 0  # its place in a List document (1-based), 0 for a plain object
 
 
-def load(paths: Iterable[str | Path]) -> list[Manifest]:
-    """Every object in the given files and directories (recursively), in a stable order."""
+def load(
+    paths: Iterable[str | Path], *, unreadable: list[ManifestError] | None = None
+) -> list[Manifest]:
+    """Every object in the given files and directories (recursively), in a stable order.
+
+    A file that cannot be read raises ManifestError; with `unreadable`, one found in a
+    directory is added there instead and the rest are read (a chart's templates beside its
+    rendered manifests)."""
     manifests: list[Manifest] = []
     for path in paths:
         if str(path) == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise ManifestError("-: standard input is closed; pipe the manifests in")
             manifests.extend(parse(sys.stdin.read(), source="-"))
             continue
         # Files found in a directory may be other YAML (a chart's Chart.yaml, values.yaml):
         # their documents without a kind are skipped; a file named explicitly must be manifests.
-        strict = not Path(path).is_dir()
+        in_directory = Path(path).is_dir()
         for file in _files(Path(path)):
             try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ManifestError(f"{file}: cannot read: {exc}") from exc
-            manifests.extend(parse(text, source=str(file), strict=strict))
+                manifests.extend(_read(file, strict=not in_directory))
+            except ManifestError as exc:
+                if unreadable is None or not in_directory:
+                    raise
+                unreadable.append(exc)
     return manifests
+
+
+def _read(file: Path, *, strict: bool) -> list[Manifest]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{file}: cannot read: {exc}", source=str(file)) from exc
+    try:
+        return parse(text, source=str(file), strict=strict)
+    except ManifestError as exc:
+        if "{{" in text:  # a Helm template is not YAML until rendered
+            raise ManifestError(
+                f"{exc} (a Helm template: audit `helm template RELEASE CHART` output instead)",
+                source=str(file),
+                line=exc.line,
+            ) from None
+        raise
 
 
 def _files(path: Path) -> Iterator[Path]:
@@ -138,39 +170,62 @@ def parse(text: str, *, source: str, strict: bool = True) -> list[Manifest]:
         except orjson.JSONDecodeError:
             pass  # not JSON after all (a YAML flow mapping): read it as YAML
         else:
-            return [Manifest(obj, source, 0) for obj in _flatten(doc, source, 0, strict=strict)]
+            return [
+                Manifest(obj, source, 0, 1, item)
+                for obj, item in _flatten(doc, source, 0, 1, strict=strict)
+            ]
     starts = _document_lines(text)
     try:
         for index, doc in enumerate(yaml.load_all(text, Loader=ManifestLoader)):
             line = starts[index] if index < len(starts) else 1
-            for obj in _flatten(doc, source, index, strict=strict):
-                manifests.append(Manifest(obj, source, index, line))
+            for obj, item in _flatten(doc, source, index, line, strict=strict):
+                manifests.append(Manifest(obj, source, index, line, item))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
+        line = mark.line + 1 if mark is not None else 1
+        where = f":{line}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{source}{where}: not valid YAML or JSON: {problem}") from None
+        raise ManifestError(
+            f"{source}{where}: not valid YAML or JSON: {problem}", source=source, line=line
+        ) from None
     return manifests
 
 
 def _document_lines(text: str) -> list[int]:
-    """The line each YAML document starts on: after each `---`, and line 1 unless the text
-    opens with one. (Cheaper than a second parse for marks; good for reports.)"""
+    """The line each YAML document's content starts on: the first line after each `---`
+    (and from the top) that is neither blank nor a comment, as `helm template` writes a
+    `# Source:` header above each. (Cheaper than a second parse for marks.)"""
     lines = text.splitlines()
-    starts = [] if lines and lines[0].startswith("---") else [1]
-    starts += [n + 2 for n, line in enumerate(lines) if line.startswith("---")]
-    return starts
+    starts = [] if lines and lines[0].startswith("---") else [0]
+    starts += [n + 1 for n, line in enumerate(lines) if line.startswith("---")]
+    found = []
+    for start in starts:
+        n = start
+        while n < len(lines) and (not lines[n].strip() or lines[n].lstrip().startswith("#")):
+            n += 1
+        found.append(min(n, max(len(lines) - 1, 0)) + 1)
+    return found
 
 
-def _flatten(doc: Any, source: str, index: int, *, strict: bool) -> Iterator[dict[str, Any]]:
+def _flatten(
+    doc: Any, source: str, index: int, line: int, *, strict: bool, item: int = 0
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """The objects in one document, each with its place in a List (1-based; 0: none)."""
     if doc is None:
         return
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
         if not strict:
             return
-        raise ManifestError(f"{source}: document {index} is not a Kubernetes object (no kind)")
+        what = f"document {index + 1}" + (f", item {item}" if item else "")
+        raise ManifestError(
+            f"{source}:{line}: {what} is not a Kubernetes object (no kind)",
+            source=source,
+            line=line,
+        )
     if doc["kind"] == "List" or (doc["kind"].endswith("List") and "items" in doc):
-        for item in doc.get("items") or []:
-            yield from _flatten(item, source, index, strict=strict)
+        items = doc.get("items") or []
+        for number, entry in enumerate(items if isinstance(items, list) else [], start=1):
+            for obj, _ in _flatten(entry, source, index, line, strict=strict, item=number):
+                yield obj, number
         return
-    yield doc
+    yield doc, item

@@ -43,6 +43,13 @@ def parse_review(body: bytes) -> AdmissionReview:
         # orjson then validation of the dict: half the time of pydantic's own JSON parser.
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "not valid UTF-8" in str(exc):  # orjson says "surrogates not allowed"
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise ReviewError(
+                    f"body is not UTF-8 (byte {bad.start}); JSON must be UTF-8"
+                ) from None
         raise ReviewError(f"body is not valid JSON: {exc}") from None
     try:
         return AdmissionReview.model_validate(data)

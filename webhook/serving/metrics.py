@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -42,11 +42,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
-        self.cert_reloads = Gauge(
-            "stateful_guard_certificate_reloads",
-            "Times the serving certificate was reloaded from disk.",
-            registry=self.registry,
-        )
+        self._reloads = _Reloads()
+        self.registry.register(self._reloads)
+
+    def count_certificate_reloads(self, reloads: Callable[[], int]) -> None:
+        """Export `reloads()` (times the serving certificate was reloaded) as a counter."""
+        self._reloads.count = reloads
 
     def watch_view(self, view: LiveView) -> None:
         """Export the live view's cache: objects, age since the last event, relists."""
@@ -112,6 +113,19 @@ class _Admissions(Collector):
             buckets = list(zip(_BOUNDS, accumulate(counts), strict=True))
             latency.add_metric([endpoint], buckets, total[0])
         yield from (requests, decisions, latency)
+
+
+class _Reloads(Collector):
+    def __init__(self) -> None:
+        self.count: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        counter = CounterMetricFamily(
+            "stateful_guard_certificate_reloads",
+            "Times the serving certificate was reloaded from disk.",
+        )
+        counter.add_metric([], self.count())
+        yield counter
 
 
 class _ViewCollector(Collector):

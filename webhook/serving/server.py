@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 import time
@@ -120,11 +121,33 @@ STATE = web.AppKey("state", ServerState)
 
 
 def json_error(status: int, message: str) -> web.Response:
-    return web.Response(
+    response = web.Response(
         status=status,
         body=orjson.dumps({"error": message, "status": status}),
         content_type=JSON,
     )
+    response[REJECTION] = message  # logged by `errors_as_json`
+    return response
+
+
+REJECTION = web.ResponseKey("stateful_guard_rejection", str)
+
+
+def _log_rejection(request: web.Request, status: int, message: str) -> None:
+    """Every refused call leaves a line (a client sending the wrong thing learns nothing else
+    from us); bounded, like every line we log."""
+    if log.isEnabledFor(logging.INFO):
+        logs.info(
+            log,
+            "rejected request",
+            {
+                "status": status,
+                "method": request.method,
+                "path": request.path[:100],
+                "error": message[:LOG_MESSAGE_LIMIT],
+                "peer": str(request.remote),
+            },
+        )
 
 
 @web.middleware
@@ -137,11 +160,11 @@ async def errors_as_json(
         with state.in_flight:
             response = await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"body larger than {MAX_BODY} bytes")
+        response = json_error(413, f"body larger than {MAX_BODY} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason)
+        response = json_error(exc.status, exc.reason)
     except ConnectionError:
         # The client went away mid-request: nothing to answer, nothing wrong with us.
         log.debug("client disconnected", extra={"path": request.path})
@@ -149,6 +172,9 @@ async def errors_as_json(
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return json_error(500, "internal error; see the webhook's logs")
+    rejection = response.get(REJECTION)
+    if rejection is not None:
+        _log_rejection(request, response.status, rejection)
     if state.draining:
         response.force_close()  # the client reconnects, to a replica that stays
     return response
@@ -161,7 +187,8 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
     try:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if request.content_type != JSON:
-            response = json_error(415, f"content type must be {JSON}, got {request.content_type}")
+            sent = request.headers.get("Content-Type")
+            response = json_error(415, f"content type must be {JSON}, got {sent or 'none'}")
         elif encoding != "identity":
             response = json_error(415, f"Content-Encoding {encoding[:20]!r} is not accepted")
         elif request.content_length is not None and request.content_length > MAX_BODY:
@@ -314,11 +341,29 @@ class GuardedSite(web.TCPSite):
                 closed=self._closed,
             )
 
-        self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=self._backlog
-        )
+        try:
+            self._server = await loop.create_server(
+                protocol, self._host, self._port, backlog=self._backlog
+            )
+        except OSError as exc:
+            where = f"{_url_host(str(self._host))}:{self._port}"
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # not asyncio's wording
+            raise ListenError(exc.errno, f"cannot listen on {where}: {reason}") from None
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the system chose, for port 0)."""
+        return int(self._bound_port or self._port)
+
+
+class ListenError(OSError):
+    """An address we cannot listen on (in use, not ours, privileged): the message says which."""
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class _TLS(sslproto.SSLProtocol):
@@ -391,7 +436,7 @@ async def serve(
     shutdown_timeout: float,
     shutdown_delay: float = 0.0,
     ops: tuple[str, int] | None = None,
-    started: Callable[[], None] = lambda: None,
+    started: Callable[[str, str | None], None] = lambda _listen, _ops: None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: for `shutdown_delay` seconds keep serving
     while /readyz answers 503 (so the Service stops sending here) and every response closes
@@ -405,7 +450,8 @@ async def serve(
     task is cancelling). And `runner.cleanup()` alone is not enough either: it closes every
     connection first, after which aiohttp drops the rest of a body still arriving
     (RequestHandler.data_received returns once `_close` is set). So: stop listening, wait for
-    the requests in flight, then clean up.
+    the requests in flight, then clean up. A second SIGINT or SIGTERM while draining exits at
+    once (a person pressing Ctrl-C twice means it). `started` is told the URLs listened on.
     """
     limits = app[STATE].limits
     runner = make_runner(app, shutdown_timeout=shutdown_timeout)
@@ -417,14 +463,24 @@ async def serve(
     collector.settle()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled(sig: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(128 + sig)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled, sig)
     try:
         site = GuardedSite(runner, host, port, limits=limits, ssl_context=ssl_context)
         await site.start()
+        ops_url = None
         if ops_runner is not None and ops is not None:
-            await GuardedSite(ops_runner, ops[0], ops[1], limits=limits).start()
-        started()
+            ops_site = GuardedSite(ops_runner, ops[0], ops[1], limits=limits)
+            await ops_site.start()
+            ops_url = f"http://{_url_host(ops[0])}:{ops_site.port}"
+        started(f"https://{_url_host(host)}:{site.port}", ops_url)
         await stop.wait()
         state = app[STATE]
         state.draining = True

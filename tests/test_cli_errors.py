@@ -1,0 +1,224 @@
+"""What a newcomer meets when something is wrong: one line that says what and where, and the
+exit code the README's table gives (`webhook.cli.EXIT_*`), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+from webhook import cli
+
+EXAMPLES = ROOT / "examples"
+
+
+def run(
+    *args: str, cwd: Path = ROOT, stdin: str | None = "", closed_stdin: bool = False
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", *args],
+        cwd=cwd,
+        input=None if closed_stdin else stdin,
+        stdin=subprocess.DEVNULL if closed_stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "100"},
+        **({"preexec_fn": lambda: os.close(0)} if closed_stdin else {}),  # `<&-`
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def unreachable_kubeconfig(tmp_path: Path) -> Path:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: x}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    return path
+
+
+def test_the_exit_codes_are_one_table() -> None:
+    codes = {
+        name: getattr(cli, name)
+        for name in dir(cli)
+        if name.startswith("EXIT_") and isinstance(getattr(cli, name), int)
+    }
+    assert sorted(codes.values()) == list(range(6))
+    listed = run("--help").stdout
+    for code in codes.values():
+        assert f"\n  {code}  " in listed
+    readme = (ROOT / "README.md").read_text()
+    for code in codes.values():
+        assert f"| {code} |" in readme, f"README's exit-code table lacks {code}"
+
+
+def test_an_unreachable_cluster_is_exit_3_in_one_line(tmp_path: Path) -> None:
+    done = run("audit", "--cluster", "--kubeconfig", str(unreachable_kubeconfig(tmp_path)))
+    assert done.returncode == cli.EXIT_CLUSTER
+    [line] = done.stderr.splitlines()
+    assert line.startswith("stateful-guard: cannot reach https://127.0.0.1:")
+    assert line.endswith("to list its objects: [Errno 111] Connection refused")
+
+
+@pytest.mark.parametrize("command", [["serve"], ["audit", "--cluster"]])
+def test_a_missing_kubeconfig_is_named(command: list[str]) -> None:
+    done = run(*command, "--kubeconfig", "/no/such/kubeconfig")
+    assert done.returncode == cli.EXIT_CLUSTER
+    assert "stateful-guard: kubeconfig /no/such/kubeconfig: no such file" in done.stderr
+
+
+def test_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run(
+            "serve", "--listen", f"127.0.0.1:{port}", "--ops-listen", "127.0.0.1:0", cwd=tmp_path
+        )
+    assert done.returncode == cli.EXIT_LOCAL
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr.lower()
+    assert "cannot reach the cluster" not in done.stderr
+
+
+def test_an_unwritable_directory_says_so(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where a directory should be
+    done = run("serve", "--cert-dir", str(blocked / "certs"), cwd=tmp_path)
+    assert done.returncode == cli.EXIT_LOCAL
+    assert f"cannot write certificates in {blocked / 'certs'}" in done.stderr
+    done = run("certs", "--out", str(blocked / "certs"))
+    assert done.returncode == cli.EXIT_LOCAL and "cannot write into" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--ip", "not-an-ip"], "argument --ip: expected an IPv4 or IPv6 address"),
+        (["--days", "-5"], "argument --days: expected a whole number of days, 1 or more"),
+        (["--days", "0"], "argument --days: expected a whole number of days, 1 or more"),
+    ],
+)
+def test_certificate_arguments_are_checked(tmp_path: Path, args: list[str], said: str) -> None:
+    done = run("certs", "--out", str(tmp_path), *args)
+    assert done.returncode == cli.EXIT_USAGE and said in done.stderr
+
+
+def test_closed_stdin_is_a_clear_error() -> None:
+    done = run("audit", "-f", "-", closed_stdin=True)
+    assert done.returncode == cli.EXIT_USAGE
+    assert "-: standard input is closed" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n", id="only-pods"),
+    ],
+)
+def test_nothing_to_judge_is_not_a_pass(stdin: str) -> None:
+    done = run("audit", "-f", "-", stdin=stdin)
+    assert done.returncode == cli.EXIT_NOTHING
+    assert "nothing to judge in -" in done.stderr and "--allow-empty" in done.stderr
+    assert run("audit", "-f", "-", "--allow-empty", stdin=stdin).returncode == cli.EXIT_OK
+
+
+def test_an_empty_directory_is_nothing_to_judge(tmp_path: Path) -> None:
+    assert run("audit", "-f", str(tmp_path)).returncode == cli.EXIT_NOTHING
+
+
+@pytest.mark.parametrize("flag", [["--report"], ["--kubeconfig", "k"], ["--in-cluster"]])
+def test_cluster_flags_need_cluster(flag: list[str]) -> None:
+    done = run("audit", "-f", str(EXAMPLES), *flag)
+    assert done.returncode == cli.EXIT_USAGE
+    assert f"{flag[0]}: only with --cluster" in done.stderr
+
+
+def test_a_directory_audit_reports_unreadable_files_and_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "a-template.yaml").write_text(
+        "kind: Service\nmetadata:\n  name: {{ .Release.Name }}\n"
+    )
+    (tmp_path / "b.yaml").write_text((ROOT / "tests" / "gallery" / "redis.yaml").read_text())
+    done = run("audit", "-f", str(tmp_path), "-o", "json")
+    assert done.returncode == cli.EXIT_USAGE  # unreadable input, after judging the rest
+    data = json.loads(done.stdout)
+    [error] = [r for r in data["results"] if r["findings"][0]["result"] == "error"]
+    assert error["object"]["source"] == str(tmp_path / "a-template.yaml")
+    assert (
+        "a Helm template: audit `helm template RELEASE CHART` output"
+        in (error["findings"][0]["message"])
+    )
+    assert any(r["object"]["kind"] == "StatefulSet" for r in data["results"])
+
+
+def test_version() -> None:
+    assert run("--version").stdout.startswith("stateful-guard 0.")
+    said = run("version").stdout
+    assert "admission.k8s.io/v1" in said and "stateful-guard.io/v1alpha1" in said
+
+
+def test_every_option_says_what_it_does() -> None:
+    parser = cli.build_parser()
+    commands = [parser]
+    while commands:
+        command = commands.pop()
+        for action in command._actions:
+            if action.choices and isinstance(action.choices, dict):  # subcommands
+                commands.extend(action.choices.values())
+            elif action.option_strings:
+                assert action.help, f"{command.prog} {action.option_strings[0]} has no help"
+
+
+@pytest.mark.parametrize(
+    ("listen", "logged"),
+    [
+        ("127.0.0.1:0", "https://127.0.0.1:"),
+        ("[::1]:0", "https://[::1]:"),
+    ],
+)
+def test_listen_addresses_are_logged_as_urls(tmp_path: Path, listen: str, logged: str) -> None:
+    """Port 0 is a free port, logged as the one chosen; an IPv6 address in brackets."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--listen",
+            listen,
+            "--ops-listen",
+            "127.0.0.1:0",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if '"serving' in line:
+                break
+        served = json.loads(line)
+        assert served["listen"].startswith(logged)
+        assert not served["listen"].endswith(":0"), "the port chosen, not 0"
+        assert served["ops"].startswith("http://127.0.0.1:")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
