@@ -38,7 +38,7 @@ def validate(review: Review) -> Result:
         return Result.deny(
             f"{owner}: expiresAt {exceptions.stamp(expires)} is not in the future. Set "
             f"expiresAt at most {allowed} ahead (`stateful-guard exception create --for 1h`).",
-            short=f"{owner}: expiresAt is in the past",
+            short=f"{owner}: expiresAt is in the past; set one at most {allowed} ahead",
         )
     if expires > latest:
         since = "its creation" if start is created else "now"

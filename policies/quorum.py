@@ -109,7 +109,7 @@ def validate(review: Review) -> Result:
             f"{owner}: {change} goes below its quorum: {why}; the cluster "
             f"would stop. Keep at least {minimum} replicas (remove members one at a time), or "
             f"{fix}.",
-            short=f"{owner}: {old}->{new} members is below its quorum of {minimum}",
+            short=f"{owner}: {old}->{new} is below its quorum; keep at least {minimum}",
         )
     if steps and len(removed) > min(steps):
         step = min(steps)
@@ -117,7 +117,7 @@ def validate(review: Review) -> Result:
             f"{owner}: {change} removes {len(removed)} members at once, more "
             f"than {MAX_SCALE_DOWN}={step}. Scale down in steps of at most {step}, letting "
             "the cluster settle in between.",
-            short=f"{owner}: removes {len(removed)}, more than {MAX_SCALE_DOWN}={step}",
+            short=f"{owner}: removes {len(removed)}; scale down {step} at a time",
         )
     return Result.allow()
 

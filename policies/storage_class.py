@@ -147,7 +147,7 @@ def validate(review: Review) -> Result:
                     f"{owner} {what} names StorageClass {name}, which does not exist (yet); its "
                     f"claims stay Pending until it does. Create {name}, or use an existing class "
                     "(kubectl get storageclass).",
-                    short=f"{owner}: StorageClass {name} does not exist; claims stay Pending",
+                    short=f"{owner}: StorageClass {name} does not exist; create it or fix the name",
                 )
             )
             continue
