@@ -222,3 +222,77 @@ def test_listen_addresses_are_logged_as_urls(tmp_path: Path, listen: str, logged
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_refusing_api_server_is_exit_3_naming_what_was_refused(tmp_path: Path) -> None:
+    """A 403 (RBAC) is not "cannot reach": the message says who refused what."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Forbidden(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"kind":"Status","code":403,"message":"statefulsets.apps is forbidden"}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+            f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{server.server_port}'}}}}]\n"
+            "users: [{name: u, user: {token: x}}]\n"
+            "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        )
+        done = run("audit", "--cluster", "--kubeconfig", str(kubeconfig))
+    finally:
+        server.shutdown()
+    assert done.returncode == cli.EXIT_CLUSTER
+    assert f"http://127.0.0.1:{server.server_port} refused to list its objects" in done.stderr
+    assert "HTTP 403" in done.stderr and "statefulsets.apps is forbidden" in done.stderr
+
+
+def test_an_object_with_null_metadata_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    null = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: null\n"
+    done = run("audit", "-f", "-", stdin=null)
+    assert done.returncode == cli.EXIT_FAILED
+    assert "metadata must be a mapping, got null" in done.stdout
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(null)
+    done = run("audit", "-f", str(EXAMPLES / "nginx-web.yaml"), "--objects", str(objects))
+    assert done.returncode == cli.EXIT_OK
+
+
+def test_every_address_is_said(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--listen",
+            ":0",
+            "--ops-listen",
+            "127.0.0.1:0",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        said = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any('"serving' in s for s in said):
+            said.append(process.stderr.readline())
+        assert any("listening on every address" in line for line in said), said
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -86,3 +86,12 @@ def test_the_lock_files_pin_every_dependency_with_hashes() -> None:
             name = requirement.name.lower().replace("_", "-")
             assert name in pinned, f"{lock} does not pin {name}"
             assert requirement.specifier.contains(pinned[name]), f"{lock}: {name} {pinned[name]}"
+
+
+def test_the_image_builds_from_pinned_parts() -> None:
+    """The Dockerfile's base is pinned by digest and its dependencies come from the lock."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    base = next(line for line in dockerfile.splitlines() if line.startswith("ARG BASE="))
+    assert "@sha256:" in base and len(base.split("@sha256:")[1]) == 64
+    assert "--require-hashes -r requirements.lock" in dockerfile
+    assert "--no-deps ." in dockerfile
