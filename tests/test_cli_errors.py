@@ -184,15 +184,8 @@ def test_every_option_says_what_it_does() -> None:
                 assert action.help, f"{command.prog} {action.option_strings[0]} has no help"
 
 
-@pytest.mark.parametrize(
-    ("listen", "logged"),
-    [
-        ("127.0.0.1:0", "https://127.0.0.1:"),
-        ("[::1]:0", "https://[::1]:"),
-    ],
-)
-def test_listen_addresses_are_logged_as_urls(tmp_path: Path, listen: str, logged: str) -> None:
-    """Port 0 is a free port, logged as the one chosen; an IPv6 address in brackets."""
+def serve_until_serving(tmp_path: Path, listen: str) -> list[dict[str, object]]:
+    """`serve --listen LISTEN`'s log lines up to the one that says it serves, then stopped."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -208,20 +201,35 @@ def test_listen_addresses_are_logged_as_urls(tmp_path: Path, listen: str, logged
         stderr=subprocess.PIPE,
         text=True,
     )
+    said: list[dict[str, object]] = []
     try:
         assert process.stderr is not None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if '"serving' in line:
-                break
-        served = json.loads(line)
-        assert served["listen"].startswith(logged)
-        assert not served["listen"].endswith(":0"), "the port chosen, not 0"
-        assert served["ops"].startswith("http://127.0.0.1:")
+        while time.monotonic() < deadline and not any(
+            str(line.get("msg", "")).startswith("serving") for line in said
+        ):
+            text = process.stderr.readline()
+            if text.startswith("{"):
+                said.append(json.loads(text))
     finally:
         process.terminate()
         process.wait(timeout=30)
+    return said
+
+
+@pytest.mark.parametrize(
+    ("listen", "logged"),
+    [
+        ("127.0.0.1:0", "https://127.0.0.1:"),
+        ("[::1]:0", "https://[::1]:"),
+    ],
+)
+def test_listen_addresses_are_logged_as_urls(tmp_path: Path, listen: str, logged: str) -> None:
+    """Port 0 is a free port, logged as the one chosen; an IPv6 address in brackets."""
+    served = serve_until_serving(tmp_path, listen)[-1]
+    assert str(served["listen"]).startswith(logged)
+    assert not str(served["listen"]).endswith(":0"), "the port chosen, not 0"
+    assert str(served["ops"]).startswith("http://127.0.0.1:")
 
 
 def test_a_refusing_api_server_is_exit_3_naming_what_was_refused(tmp_path: Path) -> None:
@@ -271,28 +279,5 @@ def test_an_object_with_null_metadata_is_a_finding_not_a_crash(tmp_path: Path) -
 
 
 def test_every_address_is_said(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "webhook.cli",
-            "serve",
-            "--listen",
-            ":0",
-            "--ops-listen",
-            "127.0.0.1:0",
-        ],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        said = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any('"serving' in s for s in said):
-            said.append(process.stderr.readline())
-        assert any("listening on every address" in line for line in said), said
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    said = serve_until_serving(tmp_path, ":0")
+    assert any(line["msg"] == "listening on every address of this machine" for line in said)
