@@ -65,6 +65,16 @@ def test_failure_policies_hold_in_guarded_namespaces(
     with pytest.raises(ApiException) as refused:
         cluster.core.delete_namespaced_persistent_volume_claim(claim, ns)
     assert 'failed calling webhook "data.stateful-guard.io"' in message(refused.value)
+    # Of a claim's updates only the removal of its protection finalizer is sent to us: the
+    # binder's and resizes' updates, a label here, do not wait while we are down.
+    cluster.core.patch_namespaced_persistent_volume_claim(
+        claim, ns, {"metadata": {"labels": {"tier": "db"}}}
+    )
+    with pytest.raises(ApiException) as refused:
+        cluster.core.patch_namespaced_persistent_volume_claim(
+            claim, ns, {"metadata": {"finalizers": None}}
+        )
+    assert 'failed calling webhook "data.stateful-guard.io"' in message(refused.value)
     # Other pods are not sent to us at all (objectSelector): deleting them works.
     cluster.core.create_namespaced_pod(
         ns,

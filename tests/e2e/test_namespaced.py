@@ -250,3 +250,46 @@ def force_delete(cluster: Cluster, namespace: str, pod: str) -> Any:
 
     wait_for(gone, timeout=10, what=f"pod {namespace}/{pod} deleted")
     return headers
+
+
+def test_only_workloads_that_mount_claims_are_sent_to_us(
+    cluster: Cluster, namespaced: Install
+) -> None:
+    """The workloads webhook's matchCondition: the API server does not call us for a
+    Deployment whose pods mount no claim (shared-volume has nothing to say of it)."""
+    ns = cluster.namespace(mode="enforce")
+
+    def calls() -> float:
+        answer = cluster.api.call_api(
+            "/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"]
+        )[0]
+        total = 0.0
+        for line in answer.data.decode().splitlines():
+            if line.startswith(
+                "apiserver_admission_webhook_admission_duration_seconds_count{"
+            ) and ('name="workloads.stateful-guard.io"' in line and 'operation="CREATE"' in line):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def deployment(name: str, claim: str | None) -> dict[str, Any]:
+        volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}] if claim else []
+        return {
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [{"name": "app", "image": "busybox:1.37"}],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }
+
+    before = calls()
+    cluster.apps.create_namespaced_deployment(ns, deployment("plain", None), dry_run="All")
+    assert calls() == before, "not sent"
+    cluster.apps.create_namespaced_deployment(ns, deployment("claims", "shared"), dry_run="All")
+    assert calls() == before + 1, "sent"
