@@ -314,8 +314,8 @@ def test_practices_warn_by_default(cluster: Cluster, namespaced: Install) -> Non
     _, _, headers = cluster.apps.create_namespaced_stateful_set_with_http_info(ns, body)
     text = warnings(headers)
     assert (
-        f"[stateful-practices] would deny: StatefulSet {ns}/redis: no readinessProbe in any "
-        "container (OrderedReady)" in text
+        f"[stateful-practices] would deny: StatefulSet {ns}/redis: add a readinessProbe "
+        "(OrderedReady start-up waits on it)" in text
     )
     assert "env REDIS_PASSWORD: literal secret, use secretKeyRef" in text
     assert text.isascii()
