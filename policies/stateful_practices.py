@@ -112,7 +112,7 @@ def validate(review: Review) -> Result:
             f"{owner}: no container ({names}) has a readinessProbe, and OrderedReady "
             "start-up waits on readiness; add a probe that passes only when the member can "
             "serve its peers.",
-            f"{owner}: add a readinessProbe (OrderedReady start-up waits on it)",
+            f"{owner}: add a readinessProbe (OrderedReady waits on it)",
         )
     if pod.get("terminationGracePeriodSeconds") == 0:
         finding(

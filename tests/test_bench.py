@@ -96,3 +96,51 @@ def test_api_server_figures_are_medians_of_the_turns() -> None:
         "create_p50_ms": 6.0,
         "webhooks": {"pods DELETE": {"ms_per_call": 1.5, "calls_per_request": 2.0}},
     }
+
+
+def test_peers_read_each_answer_in_the_rules_terms() -> None:
+    from bench.peers import outcome
+
+    assert outcome("force-delete", 403, {"message": "denied"}) == "refused"
+    assert outcome("force-delete", 200, {}) == "allowed"
+    patched = {"spec": {"volumeClaimTemplates": [{"spec": {"storageClassName": "fast"}}]}}
+    assert outcome("claim-class", 201, patched) == "patched"
+    assert outcome("claim-class", 201, {"spec": {"volumeClaimTemplates": [{"spec": {}}]}}) == (
+        "allowed"
+    )
+    assert outcome("missing-class", 500, {}) == "error 500"
+
+
+def test_peers_table_is_added_latency_against_no_engine_and_ours() -> None:
+    from bench.peers import table
+
+    def cell(p50: float, **extra: Any) -> dict[str, Any]:
+        return {"p50_ms": p50, "p99_ms": 2 * p50, "rps": 100.0, "outcomes": {"refused": 10},
+                "apiserver_cpu_s_per_1000": 1.0, **extra}  # fmt: skip
+
+    results = {
+        "engines": {
+            "no engine": {"rules": [], "cells": {"force-delete c=1": cell(2.0)}},
+            "stateful-guard": {
+                "rules": ["force-delete"],
+                "cells": {
+                    "force-delete c=1": cell(3.0, engine_cpu_s_per_1000=0.5),
+                    "peak_rss_mib": 80,
+                },
+            },
+            "kopf webhook": {
+                "rules": ["force-delete"],
+                "cells": {
+                    "force-delete c=1": cell(5.0, engine_cpu_s_per_1000=2.0),
+                    "peak_rss_mib": 120,
+                },
+            },
+        },
+        "skipped": {"Kyverno": "not built"},
+    }
+    lines = table(results).splitlines()
+    [ours] = [line for line in lines if "stateful-guard" in line]
+    [kopf] = [line for line in lines if "kopf webhook" in line]
+    assert ours.split()[3:6] == ["refused", "1.00", "2.00"]  # +p50, +p99 over no engine
+    assert kopf.split()[-1] == "3.00x"  # kopf adds 3 ms where ours adds 1
+    assert lines[-1] == "Kyverno: not built"

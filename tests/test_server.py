@@ -83,7 +83,7 @@ async def test_validate_never_returns_a_patch(client: TestClient) -> None:
     assert "patch" not in body["response"]
     assert body["response"]["warnings"] == [
         "[stateful-practices] would deny: StatefulSet default/mysql: add a readinessProbe "
-        "(OrderedReady start-up waits on it)",
+        "(OrderedReady waits on it)",
         "[availability] would deny: StatefulSet default/mysql: no PodDisruptionBudget; add one "
         "with maxUnavailable: 1",
         "[availability] would deny: StatefulSet default/mysql: members may share a node; add "

@@ -270,6 +270,8 @@ class ControlPlane:
     # With a node (tests/e2e/node.py): the host address pods reach the API server at (it then
     # listens on every address and advertises this one as the `kubernetes` Service's endpoint).
     node_ip: str | None = None
+    # More kube-apiserver flags (feature gates, runtime-config: bench/peers).
+    apiserver_args: tuple[str, ...] = ()
 
     def user(self, name: str, *, groups: tuple[str, ...] = ()) -> Path:
         """A kubeconfig for a client-certificate user (CN = user, O = groups)."""
@@ -423,6 +425,7 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
+                *self.apiserver_args,
             ],
         )
         kubeconfig(

@@ -315,7 +315,7 @@ def test_practices_warn_by_default(cluster: Cluster, namespaced: Install) -> Non
     text = warnings(headers)
     assert (
         f"[stateful-practices] would deny: StatefulSet {ns}/redis: add a readinessProbe "
-        "(OrderedReady start-up waits on it)" in text
+        "(OrderedReady waits on it)" in text
     )
     assert "env REDIS_PASSWORD: literal secret, use secretKeyRef" in text
     assert text.isascii()
