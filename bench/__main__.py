@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import apiserver, http, inprocess, instructions, peers
-
-RESULTS = Path(__file__).parent / "results"
+from bench import apiserver, http, inprocess, instructions, peers, save
 
 
 def main() -> int:
@@ -41,12 +38,7 @@ def main() -> int:
     results["apiserver"] = apiserver.run(
         work / "apiserver", rounds=20 if quick else 100, turns=1 if quick else 3
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{results['when'].replace(':', '')}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nJSON: {out}")
-    return 0
+    return save(results, "", table(results))
 
 
 def table(r: dict[str, Any]) -> str:

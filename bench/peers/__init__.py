@@ -21,7 +21,6 @@ import asyncio
 import base64
 import datetime as dt
 import importlib.util
-import json
 import os
 import socket
 import ssl
@@ -39,6 +38,7 @@ import aiohttp
 import yaml
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from bench import save
 from bench.inprocess import percentile
 from certs import files as cert_files
 from certs.authority import make_client_cert
@@ -48,7 +48,6 @@ from tests.e2e.controlplane import CACHE, ControlPlane, build, free_port
 RULES = Path(__file__).parent / "rules"
 # Where bench/peers/build.sh puts the Go engines it builds from their modules.
 PEERS_BIN = CACHE / "peers" / "bin"
-RESULTS = Path(__file__).parent.parent / "results"
 NAMESPACE = "peers-bench"
 CLASS = "fast"
 OPERATIONS = ("force-delete", "claim-class", "missing-class")
@@ -659,9 +658,4 @@ def main(argv: list[str]) -> int:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **run(work, quick=quick, only=only or None),
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"peers-{results['when'].replace(':', '')}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nJSON: {out}")
-    return 0
+    return save(results, "peers-", table(results))
