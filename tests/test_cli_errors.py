@@ -281,3 +281,13 @@ def test_an_object_with_null_metadata_is_a_finding_not_a_crash(tmp_path: Path) -
 def test_every_address_is_said(tmp_path: Path) -> None:
     said = serve_until_serving(tmp_path, ":0")
     assert any(line["msg"] == "listening on every address of this machine" for line in said)
+
+
+def test_a_broken_certificate_is_said_to_be_broken(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "tls.crt").write_text("not a certificate")
+    (certs / "tls.key").write_text("not a key")
+    done = run("serve", "--cert-dir", str(certs), cwd=tmp_path)
+    assert done.returncode == cli.EXIT_USAGE
+    assert f"{certs}: a certificate there cannot be read" in done.stderr

@@ -159,6 +159,12 @@ def _serving_certs(args: argparse.Namespace) -> CertFiles:
             "choose another --cert-dir",
             EXIT_LOCAL,
         ) from None
+    except ValueError as exc:  # a tls.crt or ca.crt that is not a PEM certificate
+        raise CliError(
+            f"{args.cert_dir}: a certificate there cannot be read ({exc}); replace it, or "
+            "remove the directory's files to have new ones made",
+            EXIT_USAGE,
+        ) from None
     if done == "made":
         log.info(
             "made a local CA and serving certificate",
