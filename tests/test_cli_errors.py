@@ -291,3 +291,30 @@ def test_a_broken_certificate_is_said_to_be_broken(tmp_path: Path) -> None:
     done = run("serve", "--cert-dir", str(certs), cwd=tmp_path)
     assert done.returncode == cli.EXIT_USAGE
     assert f"{certs}: a certificate there cannot be read" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(None, "/no/such/ca.crt: No such file or directory"), ("x", "NO_CERTIFICATE_OR_CRL_FOUND")],
+)
+def test_a_bad_client_ca_is_named(tmp_path: Path, content: str | None, said: str) -> None:
+    ca = Path("/no/such/ca.crt") if content is None else tmp_path / "ca.crt"
+    if content is not None:
+        ca.write_text(content)
+    done = run("serve", "--client-ca", str(ca), "--listen", "127.0.0.1:0", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_USAGE
+    assert "cannot load the TLS files" in done.stderr and said in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--reconcile-interval", "0", "expected seconds, more than 0"),
+        ("--cert-reload-interval", "-1", "expected seconds, more than 0"),
+        ("--shutdown-delay", "nan", "expected seconds, 0 or more"),
+        ("--max-connections", "0", "expected a whole number, 1 or more"),
+    ],
+)
+def test_serve_numbers_are_checked(flag: str, value: str, said: str) -> None:
+    done = run("serve", flag, value)
+    assert done.returncode == cli.EXIT_USAGE and said in done.stderr

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -67,6 +68,29 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8443"
+
+
+def count(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more, got {value!r}")
+    return int(value)
+
+
+def seconds(*, above: float | None = None) -> Callable[[str], float]:
+    """Seconds as a number, at least 0 (or more than `above`): a negative interval or a zero
+    one for a loop is a mistake to say, not a busy loop to run."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not math.isfinite(number) or number < 0 or (above is not None and number <= above):
+            least = "0 or more" if above is None else f"more than {above:g}"
+            raise argparse.ArgumentTypeError(f"expected seconds, {least}, got {value!r}")
+        return number
+
+    return parse
 
 
 def positive_days(value: str) -> int:
@@ -192,7 +216,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     certs = _serving_certs(args)
-    tls = ReloadingContext(certs.cert, certs.key, args.client_ca)
+    try:
+        tls = ReloadingContext(certs.cert, certs.key, args.client_ca)
+    except OSError as exc:  # a file missing, or not what TLS needs (ssl.SSLError is one)
+        named = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        raise CliError(
+            f"cannot load the TLS files ({certs.cert}, {certs.key}"
+            f"{f', --client-ca {args.client_ca}' if args.client_ca else ''}): {named}",
+            EXIT_USAGE,
+        ) from None
     metrics = Metrics()
     metrics.count_certificate_reloads(lambda: tls.reloads)
     jobs: list[Job] = [lambda: tls.watch(args.cert_reload_interval)]
@@ -580,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-connections",
-        type=int,
+        type=count,
         metavar="N",
         help="close new connections past this many on each port (256 when not given)",
     )
@@ -595,28 +627,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--cert-reload-interval",
-        type=float,
+        type=seconds(above=0),
         default=5.0,
         metavar="SECONDS",
         help="how often to look for changed certificate files",
     )
     serve.add_argument(
         "--reconcile-interval",
-        type=float,
+        type=seconds(above=0),
         default=30.0,
         metavar="SECONDS",
         help="how often the leader reconciles managed headless Services and budgets",
     )
     serve.add_argument(
         "--audit-interval",
-        type=float,
+        type=seconds(),
         default=0.0,
         metavar="SECONDS",
         help="the leader audits the cluster and refreshes PolicyReports this often (0: off)",
     )
     serve.add_argument(
         "--managed-service-delay",
-        type=float,
+        type=seconds(),
         default=10.0,
         metavar="SECONDS",
         help="create a marked set's missing headless Service (a quorum set's budget) once "
@@ -624,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--managed-service-grace",
-        type=float,
+        type=seconds(),
         default=600.0,
         metavar="SECONDS",
         help="delete an unowned managed Service (made by an earlier release) whose "
@@ -632,14 +664,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--shutdown-delay",
-        type=float,
+        type=seconds(),
         default=5.0,
         metavar="SECONDS",
         help="after SIGTERM, keep serving this long, not ready, before closing the port",
     )
     serve.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=seconds(),
         default=20.0,
         metavar="SECONDS",
         help="how long in-flight requests may finish after SIGTERM",
