@@ -256,6 +256,7 @@ class Gatekeeper(Engine):
             self.why_not = f"not built: bash bench/peers/build.sh ({GATEKEEPER[1]})"
 
     def start(self, cluster: Cluster, work: Path) -> None:
+        self.cluster = cluster
         manifest = documents(module_dir(GATEKEEPER) / "deploy" / "gatekeeper.yaml")
         namespace = "gatekeeper-system"
         cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -321,7 +322,6 @@ class Gatekeeper(Engine):
         for rule in rules:
             if rule["kind"] != "ConstraintTemplate":
                 cluster.apply(rule)
-        self.cluster = cluster
 
     def stop(self) -> None:
         for config in getattr(self, "webhooks", []):
@@ -346,6 +346,7 @@ class Kyverno(Engine):
             self.why_not = f"not built: bash bench/peers/build.sh ({KYVERNO[1]})"
 
     def start(self, cluster: Cluster, work: Path) -> None:
+        self.cluster = cluster
         manifest = documents(module_dir(KYVERNO) / "config" / "install-latest-testing.yaml")
         namespace = "kyverno"
         cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -390,7 +391,6 @@ class Kyverno(Engine):
         self.pid = self.process.pid
         for policy in documents(RULES / "kyverno.yaml"):
             wait_for(lambda p=policy: cluster.apply(p), timeout=120, what="Kyverno's policy")
-        self.cluster = cluster
 
     def stop(self) -> None:
         if self.process is not None:
@@ -543,8 +543,8 @@ def ready(load: Load, engine: Engine) -> None:
 @contextmanager
 def running(engine: Engine, cluster: Cluster, work: Path) -> Iterator[None]:
     work.mkdir(parents=True, exist_ok=True)
-    engine.start(cluster, work)
     try:
+        engine.start(cluster, work)  # (a start that fails half way is stopped too)
         yield
     finally:
         engine.stop()
