@@ -137,7 +137,7 @@ class Review:
     object: dict[str, Any] | None
     view: ClusterView
     config: Settings
-    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    clock: Callable[[], dt.datetime]  # the engine's: the time GuardExceptions are judged by
     _edits: Edits | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

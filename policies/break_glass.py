@@ -21,7 +21,6 @@ from policies.objects import annotations_of, claim_templates, ref, spec
 
 FORCE_DELETE = "stateful-guard.io/allow-force-delete"
 DATA_DELETION = "stateful-guard.io/allow-data-deletion"
-ANNOTATIONS = (FORCE_DELETE, DATA_DELETION)
 
 
 def annotated(review: Review, obj: Mapping[str, Any] | None, annotation: str) -> bool:

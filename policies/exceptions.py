@@ -28,6 +28,7 @@ GROUP = "stateful-guard.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURAL = "guardexceptions"
+PATH = f"/apis/{API_VERSION}/{PLURAL}"  # every namespace's, as the view lists them
 # The kinds an exception can name: what the policies judge (an eviction's is its pod, a
 # scale's its workload).
 TARGET_KINDS = {
@@ -76,7 +77,12 @@ def parse_time(value: object) -> dt.datetime | None:
 
 
 def stamp(when: dt.datetime) -> str:
+    """A time as the API server writes it (RFC 3339, UTC, whole seconds)."""
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,6 @@ class Target:
 class GuardException:
     namespace: str
     name: str
-    uid: str
     policies: frozenset[str]
     kinds: frozenset[str]  # empty: every kind
     names: frozenset[str] | None  # None: not matched by name
@@ -159,7 +164,6 @@ def parse(obj: Mapping[str, Any], default_namespace: str = "") -> GuardException
         exception = GuardException(
             namespace=str(meta.get("namespace") or default_namespace),
             name=str(meta.get("name") or ""),
-            uid=str(meta.get("uid") or ""),
             policies=policies,
             kinds=_strings(match.get("kinds")) or frozenset(),
             names=_strings(match.get("names")),

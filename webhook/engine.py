@@ -119,7 +119,7 @@ class _Verdicts:
         if len(denials) + len(warnings) > FINDINGS_LIMIT:
             denials, warnings = _capped(denials, warnings)
         if waiver is not None:
-            self._waive(policy, mode, waiver)
+            self._waive(policy, waiver)
         if not (denials or warnings or changes or result.undecided or waiver):
             # nothing to say, as most policies for most requests: one shared verdict
             verdict = _ALLOWED.get((policy.id, mode))
@@ -188,7 +188,7 @@ class _Verdicts:
             Verdict(pid, mode, decision, refusals, warned, changes, audits, denied, excepted)
         )
 
-    def _waive(self, policy: Policy, mode: Mode, waiver: Waiver) -> None:
+    def _waive(self, policy: Policy, waiver: Waiver) -> None:
         """A GuardException let the request past the policy's denials: said to the user in a
         warning and to the audit log in an annotation, whatever the mode."""
         self._warn(waiver.line)
@@ -274,7 +274,7 @@ class Engine:
         """`clock` tells the time GuardExceptions are judged by (tests pass their own)."""
         self.view = view
         self.config = config or Config()
-        self.clock: Clock = clock or _utcnow
+        self.clock: Clock = clock or exceptions.utc_now
         self.policies = tuple(policies)
         self._index: dict[tuple[Phase, str, str, str, str], tuple[Policy, ...]] = {}
         phases: tuple[Phase, ...] = ("mutate", "validate")
@@ -453,10 +453,6 @@ class Engine:
                 f"{policy.id} could not evaluate {request.kind.kind} "
                 f"{request.namespace}/{request.object_name} ({type(exc).__name__})",
             )
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _skips(request: AdmissionRequest) -> frozenset[str]:

@@ -83,12 +83,23 @@ class Engine:
     why_not: str | None = None
     pid: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
 
     def start(self, cluster: Cluster, work: Path) -> None:
         del cluster, work
 
+    def launch(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        """Run the engine's process (output in `log`); `stop` ends it."""
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.pid = self.process.pid
+
     def stop(self) -> None:
-        pass
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
 
 
 class NoEngine(Engine):
@@ -170,15 +181,13 @@ class Kopf(Engine):
                 "request's DeleteOptions (grace period)"
             },
         )
-        self.process: subprocess.Popen[bytes] | None = None
         if importlib.util.find_spec("kopf") is None:
             self.why_not = "kopf is not installed: .venv/bin/pip install 'kopf==1.45.2'"
 
     def start(self, cluster: Cluster, work: Path) -> None:
         certs = cert_files.issue(work / "kopf-certs", service="kopf", namespace="peers")
         port = free_port()
-        log = (work / "kopf.log").open("wb")
-        self.process = subprocess.Popen(
+        self.launch(
             [
                 sys.executable,
                 "-m",
@@ -189,23 +198,15 @@ class Kopf(Engine):
                 "--liveness=",
                 str(RULES / "kopf_webhook.py"),
             ],
-            env={
-                **os.environ,
+            {
                 "KUBECONFIG": str(cluster.kubeconfig),
                 "PEERS_PORT": str(port),
                 "PEERS_CERT": str(certs.cert),
                 "PEERS_KEY": str(certs.key),
                 "PEERS_CA": str(certs.ca_cert),
             },
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            work / "kopf.log",
         )
-        self.pid = self.process.pid
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 GATEKEEPER = ("github.com/open-policy-agent/gatekeeper/v3", "v3.23.1")
@@ -251,7 +252,6 @@ class Gatekeeper(Engine):
     def __init__(self) -> None:
         super().__init__("OPA Gatekeeper")
         self.binary = PEERS_BIN / "gatekeeper"
-        self.process: subprocess.Popen[bytes] | None = None
         if not self.binary.exists():
             self.why_not = f"not built: bash bench/peers/build.sh ({GATEKEEPER[1]})"
 
@@ -276,8 +276,7 @@ class Gatekeeper(Engine):
             work / "certs", service="gatekeeper-webhook-service", namespace=namespace
         )
         port = free_port()
-        log = (work / "gatekeeper.log").open("wb")
-        self.process = subprocess.Popen(
+        self.launch(
             [
                 str(self.binary),
                 f"--kubeconfig={cluster.kubeconfig}",
@@ -293,11 +292,9 @@ class Gatekeeper(Engine):
                 f"--prometheus-port={free_port()}",
                 "--log-level=WARNING",
             ],
-            env={**os.environ, "POD_NAMESPACE": namespace, "POD_NAME": "gatekeeper-bench"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            {"POD_NAMESPACE": namespace, "POD_NAME": "gatekeeper-bench"},
+            work / "gatekeeper.log",
         )
-        self.pid = self.process.pid
         wait_for(
             lambda: socket.create_connection(("127.0.0.1", port), timeout=1), what="Gatekeeper"
         )
@@ -327,9 +324,7 @@ class Gatekeeper(Engine):
         for config in getattr(self, "webhooks", []):
             with suppress(Exception):
                 self.cluster.delete(config)
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        super().stop()
 
 
 class Kyverno(Engine):
@@ -341,7 +336,6 @@ class Kyverno(Engine):
     def __init__(self) -> None:
         super().__init__("Kyverno")
         self.binary = PEERS_BIN / "kyverno"
-        self.process: subprocess.Popen[bytes] | None = None
         if not self.binary.exists():
             self.why_not = f"not built: bash bench/peers/build.sh ({KYVERNO[1]})"
 
@@ -357,8 +351,7 @@ class Kyverno(Engine):
             config["metadata"]["namespace"] = namespace
             cluster.apply(config)
         port = free_port()
-        log = (work / "kyverno.log").open("wb")
-        self.process = subprocess.Popen(
+        self.launch(
             [
                 str(self.binary),
                 f"--kubeconfig={cluster.kubeconfig}",
@@ -373,8 +366,7 @@ class Kyverno(Engine):
                 "--loggingFormat=text",
                 "--v=1",
             ],
-            env={
-                **os.environ,
+            {
                 "KYVERNO_NAMESPACE": namespace,
                 "KYVERNO_POD_NAME": "kyverno-bench",
                 "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-admission-controller",
@@ -384,18 +376,13 @@ class Kyverno(Engine):
                 "INIT_CONFIG": "kyverno",
                 "METRICS_CONFIG": "kyverno-metrics",
             },
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            work / "kyverno.log",
         )
-        self.pid = self.process.pid
         for policy in documents(RULES / "kyverno.yaml"):
             wait_for(lambda p=policy: cluster.apply(p), timeout=120, what="Kyverno's policy")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        super().stop()  # first, or it would register its webhooks again
         for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
             resource = self.cluster.dynamic.resources.get(
                 api_version="admissionregistration.k8s.io/v1", kind=kind

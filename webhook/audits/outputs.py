@@ -49,10 +49,6 @@ def _plural(count: int, word: str, plural: str = "") -> str:
     return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 def _message(judged: Judged, message: str) -> str:
     """A finding as a table row says it: the object is in its own column, and the result
     column already says that a warn-mode refusal would deny."""
@@ -71,7 +67,7 @@ def _message(judged: Judged, message: str) -> str:
 def _columns(rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
     """Rows whose last column wraps to fit `width` (full text: `-o json`). Where the other
     columns leave it less than 40 characters, it goes under its row instead, indented."""
-    fixed = [[_short(c, width - 4) for c in r[:-1]] for r in rows]
+    fixed = [[_cut(c, width - 4) for c in r[:-1]] for r in rows]
     widths = [max(len(r[i]) for r in fixed) for i in range(len(fixed[0]))]
     indent = sum(widths) + 2 * len(widths)
     beside = width - indent >= 40
@@ -83,7 +79,7 @@ def _columns(rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
             lines.append(f"{head}  {wrapped[0]}")
             lines += [" " * indent + more for more in wrapped[1:]]
         else:
-            lines.append(head.rstrip() if len(head) <= width else _short(head, width))
+            lines.append(head.rstrip() if len(head) <= width else _cut(head, width))
             lines += textwrap.wrap(
                 row[-1], width, initial_indent="    ", subsequent_indent="    ",
                 break_on_hyphens=False,

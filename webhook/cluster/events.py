@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from kubernetes import client as k8s
 
+from policies import exceptions
 from policies.objects import metadata, ordinal_start, replicas
 from policies.registry import POLICIES
 from policies.request import AdmissionRequest
@@ -164,7 +165,7 @@ VERBS = {
 
 
 def _stamp(when: float) -> str:
-    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return exceptions.stamp(dt.datetime.fromtimestamp(when, dt.UTC))
 
 
 def event_body(record: Record, *, instance: str, when: float) -> dict[str, Any]:

@@ -71,6 +71,15 @@ def _claim_volumes(pod_spec: Mapping[str, Any] | None) -> list[Obj]:
     ]
 
 
+def _ready(status: Mapping[str, Any]) -> list[Obj]:
+    """Of a pod's or node's conditions, only Ready (`policies.objects.ready_condition`)."""
+    return [
+        {"type": "Ready", "status": c.get("status")}
+        for c in status.get("conditions") or []
+        if isinstance(c, dict) and c.get("type") == "Ready"
+    ]
+
+
 def trim_service(obj: Obj) -> Obj:
     return {
         "metadata": _metadata(obj, "ownerReferences"),
@@ -161,11 +170,7 @@ def trim_pod(obj: Obj) -> Obj:
     volumes = _claim_volumes(spec)
     status = obj.get("status") or {}
     # Of its conditions only Ready: quorum counts the members that serve.
-    ready = [
-        {"type": "Ready", "status": c.get("status")}
-        for c in status.get("conditions") or []
-        if isinstance(c, dict) and c.get("type") == "Ready"
-    ]
+    ready = _ready(status)
     return {
         "metadata": kept,
         "spec": {**_pick(spec, "nodeName"), **({"volumes": volumes} if volumes else {})},
@@ -197,11 +202,7 @@ def trim_node(obj: Obj) -> Obj:
     taints = [
         _pick(t, "key", "value", "effect") for t in spec.get("taints") or [] if isinstance(t, dict)
     ]
-    ready = [
-        {"type": "Ready", "status": c.get("status")}
-        for c in (obj.get("status") or {}).get("conditions") or []
-        if isinstance(c, dict) and c.get("type") == "Ready"
-    ]
+    ready = _ready(obj.get("status") or {})
     return {
         "metadata": _pick(obj.get("metadata"), "name"),
         "spec": {"taints": taints},
@@ -235,13 +236,9 @@ RESOURCES = (
     Resource(DEPLOYMENT, "/apis/apps/v1/deployments", trim_workload),
     Resource(REPLICA_SET, "/apis/apps/v1/replicasets", trim_workload),
     Resource(NODE, "/api/v1/nodes", trim_node),
-    Resource(
-        GUARD_EXCEPTION,
-        f"/apis/{exceptions.API_VERSION}/{exceptions.PLURAL}",
-        trim_guard_exception,
-        optional=True,
-    ),
+    Resource(GUARD_EXCEPTION, exceptions.PATH, trim_guard_exception, optional=True),
 )
+OPTIONAL_KINDS = frozenset(r.kind for r in RESOURCES if r.optional)
 OPTIONAL_RETRY = 10.0
 
 
@@ -328,16 +325,13 @@ CLUSTER_PATHS = {
     "StorageClass": ("storage.k8s.io/v1", "/apis/storage.k8s.io/v1/storageclasses"),
     "Namespace": ("v1", "/api/v1/namespaces"),
     "PodDisruptionBudget": ("policy/v1", "/apis/policy/v1/poddisruptionbudgets"),
-    GUARD_EXCEPTION: (
-        exceptions.API_VERSION,
-        f"/apis/{exceptions.API_VERSION}/{exceptions.PLURAL}",
-    ),
+    GUARD_EXCEPTION: (exceptions.API_VERSION, exceptions.PATH),
 }
 
 
 def cluster_objects(client: k8s.ApiClient, page_size: int = 500) -> list[dict[str, Any]]:
     """Every object of the kinds above, listed in pages. List items carry no kind: set it.
-    GuardExceptions where their CRD is installed."""
+    The kinds our own CRDs define, where those are installed."""
     objects = []
     for kind, (api_version, path) in CLUSTER_PATHS.items():
         try:
@@ -345,7 +339,7 @@ def cluster_objects(client: k8s.ApiClient, page_size: int = 500) -> list[dict[st
                 for item in page.get("items") or []:
                     objects.append({"apiVersion": api_version, "kind": kind, **item})
         except NotServed:
-            if kind != GUARD_EXCEPTION:
+            if kind not in OPTIONAL_KINDS:
                 raise
     return objects
 
