@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,25 @@ from policies.request import AdmissionRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def stateful_guard(
+    *args: str, cwd: Path = ROOT, feed: str | None = None, columns: int = 100, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, `feed` on its standard input, in a terminal `columns`
+    wide; never raises on its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "webhook.cli", *args],
+        cwd=cwd,
+        input=feed,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": str(columns)},
+        **popen,
+    )
+
 
 # (group, version, resource) for the kinds the tests send.
 RESOURCES = {

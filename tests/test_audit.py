@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from policies.config import Config
-from tests.support import ROOT
+from tests.support import ROOT, stateful_guard
 from webhook.audits.audit import judge, manifest_subjects
 from webhook.audits.outputs import render, table
 from webhook.cluster.manifests import ManifestError, load, parse
@@ -48,16 +48,7 @@ def audit(
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook.cli", "audit", *args],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return stateful_guard("audit", *args, feed=stdin, columns=200)
 
 
 def test_the_gallery_covers_the_systems_our_users_run() -> None:
@@ -186,13 +177,7 @@ def test_unreadable_input_is_exit_2_naming_file_and_line(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)
-    run = subprocess.run(
-        [sys.executable, "-m", "webhook.cli", "audit", "-f", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = stateful_guard("audit", "-f", str(bad))
     assert run.returncode == 2
     assert f"stateful-guard: {tmp_path}/{where}" in run.stderr
     assert "Traceback" not in run.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, stateful_guard
 from webhook import cli
 
 EXAMPLES = ROOT / "examples"
@@ -22,17 +22,9 @@ EXAMPLES = ROOT / "examples"
 def run(
     *args: str, cwd: Path = ROOT, stdin: str | None = "", closed_stdin: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "webhook.cli", *args],
-        cwd=cwd,
-        input=None if closed_stdin else stdin,
-        stdin=subprocess.DEVNULL if closed_stdin else None,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "100"},
-        **({"preexec_fn": lambda: os.close(0)} if closed_stdin else {}),  # `<&-`
+    closed = {"stdin": subprocess.DEVNULL, "preexec_fn": lambda: os.close(0)}  # `<&-`
+    done = stateful_guard(
+        *args, cwd=cwd, feed=None if closed_stdin else stdin, **(closed if closed_stdin else {})
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import yaml
 
 from policies import exceptions
 from policies.config import Config
-from tests.support import ROOT, load_yaml, make_request
+from tests.support import ROOT, load_yaml, make_request, stateful_guard
 from webhook.audits.audit import judge, manifest_subjects
 from webhook.audits.outputs import render
 from webhook.audits.policyreports import policy_reports
@@ -200,17 +198,6 @@ def test_an_exceptions_use_is_an_event_and_a_skip_in_the_policy_report() -> None
     assert (result["result"], result["category"]) == ("skip", "exception used")
     assert result["properties"]["exception"] == "db/fd-mysql-1"
     assert report["summary"]["skip"] == 1
-
-
-def stateful_guard(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def crd_schema() -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shlex
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, stateful_guard
 from tests.test_cli import free_port
 
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
@@ -106,15 +105,7 @@ def test_readme_audit_output_is_real() -> None:
     assert steps, "the README shows an audit"
     for command, expected in steps:
         args = shlex.split(command)[1:]
-        run = subprocess.run(
-            [sys.executable, "-m", "webhook.cli", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "COLUMNS": "100"},  # the width the README shows
-        )
+        run = stateful_guard(*args, columns=100)  # the width the README shows
         assert run.returncode in (0, 1), run.stderr
         assert max(map(len, run.stdout.splitlines())) <= 100, "fits the terminal"
         assert run.stdout == expected, command
